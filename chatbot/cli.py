@@ -1,0 +1,232 @@
+"""The command line: `python app.py ask|chat|index|eval|serve`. Parsing only; the work is in
+the core. Heavy libraries load inside the commands, so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError, InvalidQuestion
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _settings() -> Any:
+    from pydantic import ValidationError
+
+    from chatbot.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ChatbotError(f"invalid setting CHATBOT_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "0")
+    for name in ("chromadb", "httpx", "llama_index", "bm25s", "sentence_transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def ensure_index(settings: Any, quiet: bool = False) -> None:
+    """Build the index if there is none (readers never write otherwise)."""
+    from index import store
+
+    client = store.make_client(settings)
+    if store.read_pointer(client, settings) is None:
+        if not quiet:
+            _warn("no index yet: building it once…")
+        cmd_index(argparse.Namespace(files=[], rebuild=False, wait=60.0, quiet=quiet))
+
+
+def _bot(settings: Any, build_if_missing: bool = True) -> Any:
+    from chatbot.core import Chatbot
+
+    if build_if_missing:
+        ensure_index(settings, quiet=True)
+    return Chatbot(settings, warn=_warn)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.question == "-":
+        return _ask_batch(settings, args)
+    from chatbot.core import validate
+
+    validate(args.question, [], settings)  # fail fast, before loading models
+    bot = _bot(settings)
+    answer = bot.answer(args.question)
+    if args.json:
+        print(json.dumps(_public(answer.to_dict()), ensure_ascii=False))
+    else:
+        from chatbot.render import render
+
+        print(render(answer, sys.stdout, bot.messages.get("sources", answer.language)))
+    return 0
+
+
+def _public(d: dict[str, Any]) -> dict[str, Any]:
+    return d
+
+
+def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
+    bot = _bot(settings)
+    failures = 0
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            if line.startswith("{"):
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidQuestion(f"invalid JSON: {exc.msg}") from None
+                if not isinstance(item, dict):
+                    raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
+                out = bot.answer(item.get("question"), item.get("history"))
+            else:
+                out = bot.answer(line)
+            print(json.dumps(_public(out.to_dict()), ensure_ascii=False), flush=True)
+        except ChatbotError as exc:
+            failures += 1
+            print(json.dumps({"error": str(exc), "input": line[:200]}, ensure_ascii=False), flush=True)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from chatbot.render import render
+
+    settings = _settings()
+    bot = _bot(settings)
+    history: list[dict[str, str]] = []
+    print("Ask about the article (empty line or Ctrl-D to quit, /new for a new conversation).", file=sys.stderr)
+    while True:
+        try:
+            question = input("\n? ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not question.strip():
+            return 0
+        if question.strip() == "/new":
+            history = []
+            continue
+        try:
+            answer = bot.answer(question, history)
+        except InvalidQuestion as exc:
+            _warn(f"error: {exc}")
+            continue
+        print(render(answer, sys.stdout, bot.messages.get("sources", answer.language)))
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        history = history[-settings.max_history_turns * 2 :]
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from index.build import build
+
+    settings = _settings()
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if getattr(args, "quiet", False):
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="embedding", unit="unit", file=sys.stderr, disable=None)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = build(settings, [Path(f) for f in args.files], rebuild=args.rebuild, progress=progress, warn=_warn, lock_timeout=args.wait)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not getattr(args, "quiet", False):
+        if report.status == "unchanged":
+            print(f"index up to date: {report.documents} document(s), {report.info.units} units ({report.info.embedder})")
+        else:
+            added = f"; added {', '.join(report.added)}" if report.added else ""
+            print(
+                f"index built: {report.documents} document(s), {report.info.units} units, {report.embedded} embedded "
+                f"with {report.info.embedder} in {report.seconds:.1f}s{added}"
+            )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from chatbot.evaluate import main as eval_main
+
+    return eval_main(args, _bot(_settings()))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from chatbot.web.server import serve
+
+    settings = _settings()
+    ensure_index(settings)
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chatbot", description="Cited answers about a news article (and your documents).")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each answer's timings to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser("ask", help="answer one question (or '-' for one per stdin line)")
+    a.add_argument("question", help="the question, or '-' to read questions (or JSON objects) from stdin")
+    a.add_argument("--json", action="store_true", help="print one JSON object per answer")
+    a.set_defaults(func=cmd_ask)
+
+    c = sub.add_parser("chat", help="interactive terminal chat with history")
+    c.set_defaults(func=cmd_chat)
+
+    i = sub.add_parser("index", help="build the index, or add documents to it (.txt, .md, .html)")
+    i.add_argument("files", nargs="*", help="documents to add")
+    i.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
+    i.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another indexer to finish")
+    i.set_defaults(func=cmd_index)
+
+    e = sub.add_parser("eval", help="measure answers on the dev QA set")
+    e.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "tests" / "data" / "qa_dev.jsonl"))
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    e.add_argument("--show-failures", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve", help="web chat, HTTP API and widget")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        args = parser.parse_args(["chat"])
+    _quiet_libraries()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    try:
+        return int(args.func(args))
+    except ChatbotError as exc:
+        _warn(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,135 @@
+"""The one core call: `Chatbot.answer(question, history) -> Answer`. Every adapter (CLI, web
+chat, HTTP API, widget) is a thin layer over it.
+
+Loading (embedder, Chroma, BM25) happens once in the constructor; `answer` is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chatbot.errors import InvalidQuestion
+from chatbot.followup import resolve
+from chatbot.language import Messages, detect
+from chatbot.question import Mentions, analyze, fold
+from chatbot.schema import Answer, Citation, Turn
+from chatbot.settings import Settings
+
+log = logging.getLogger("chatbot")
+
+
+def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list[Turn]]:
+    """Checks done before any model work; raises InvalidQuestion with a message for people."""
+    if not isinstance(question, str):
+        raise InvalidQuestion("the question must be a string")
+    question = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", question).strip()
+    if not question:
+        raise InvalidQuestion("the question is empty")
+    if len(question) > settings.max_question_chars:
+        raise InvalidQuestion(f"the question is too long ({len(question)} characters; the limit is {settings.max_question_chars})")
+    turns: list[Turn] = []
+    if history is None:
+        history = []
+    if not isinstance(history, list):
+        raise InvalidQuestion("history must be a list of {role, content} objects")
+    if len(history) > settings.max_history_turns * 2:
+        raise InvalidQuestion(f"the history is too long ({len(history)} messages; the limit is {settings.max_history_turns * 2})")
+    total = 0
+    for item in history:
+        if isinstance(item, Turn):
+            turns.append(item)
+            continue
+        if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant") or not isinstance(item.get("content"), str):
+            raise InvalidQuestion('each history item must be {"role": "user"|"assistant", "content": str}')
+        total += len(item["content"])
+        turns.append(Turn(item["role"], item["content"]))
+    if total > settings.max_history_chars:
+        raise InvalidQuestion(f"the history is too long ({total} characters; the limit is {settings.max_history_chars})")
+    return question, turns
+
+
+class Chatbot:
+    def __init__(self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None) -> None:
+        from chatbot.extract import Extractor
+        from chatbot.retrieve import Retriever
+
+        self.settings = settings or Settings()
+        if embedder is None:
+            from index.embed import load_embedder
+
+            embedder = load_embedder(self.settings.embed_model, self.settings.embed_fallbacks, self.settings.embed_threads, warn=warn)
+        self.embedder = embedder
+        self.messages = Messages(self.settings.prompts_dir / "messages.json")
+        self.mentions = Mentions(self.settings.prompts_dir / "aliases.json")
+        self.retriever = Retriever(self.settings, embedder, client)
+        self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions)
+        self.vocabulary = {fold(w) for w in re.findall(r"\w+", self.extractor.corpus)}
+
+    @property
+    def index_info(self) -> Any:
+        return self.retriever.info
+
+    def language_of(self, question: str, history: list[Turn]) -> str:
+        code, confidence = detect(question, self.settings.languages)
+        if confidence < self.settings.language_min_confidence:
+            for turn in reversed(history):
+                if turn.role == "user":
+                    prev, prev_conf = detect(turn.content, self.settings.languages)
+                    if prev and prev_conf >= confidence:
+                        return prev
+                    break
+        return code or self.settings.default_language
+
+    def answer(self, question: Any, history: Iterable[Any] | None = None) -> Answer:
+        t0 = time.perf_counter()
+        question, turns = validate(question, list(history) if history is not None else None, self.settings)
+        lang = self.language_of(question, turns)
+        resolved = resolve(question, turns, lang)
+        info = analyze(resolved, lang, self.vocabulary)
+        t1 = time.perf_counter()
+        qvec = self.retriever.embed_query(resolved)
+        hits = self.retriever.search(resolved, qvec)
+        t2 = time.perf_counter()
+        draft = self.extractor.answer(info, qvec, hits, lang)
+        citations = self._citations(draft)
+        t3 = time.perf_counter()
+        result = Answer(
+            question=question,
+            answer=draft.text,
+            answered=draft.answered,
+            language=lang,
+            citations=citations,
+            timings_ms={"retrieve": (t2 - t1) * 1000, "answer": (t3 - t2 + t1 - t0) * 1000, "total": (t3 - t0) * 1000},
+            resolved_question=resolved if resolved != question else "",
+        )
+        log.info(
+            "answer lang=%s answered=%s kind=%s citations=%s total_ms=%.1f reason=%s",
+            lang, draft.answered, info.kind, [c.id for c in citations], result.timings_ms["total"], draft.reason or "-",
+        )
+        return result
+
+    def _citations(self, draft: Any) -> list[Citation]:
+        out: list[Citation] = []
+        chunks = [*draft.used, *(h.chunk for h in draft.others)]
+        scores = {h.chunk.id: h.score for h in draft.others}
+        for chunk in chunks[: self.settings.top_k] if draft.used or draft.others else []:
+            meta = chunk.meta
+            out.append(
+                Citation(
+                    id=len(out) + 1,
+                    text=chunk.text,
+                    section=str(meta.get("section", "")),
+                    source=str(meta.get("source", "")),
+                    score=round(float(scores.get(chunk.id, max(scores.values(), default=0.0) * 1.0001 if chunk in draft.used else 0.0)), 4),
+                    start=int(meta.get("start", 0)),
+                    end=int(meta.get("end", 0)),
+                    author=str(meta.get("author", "")),
+                    heading=str(meta.get("heading", "")),
+                    highlight=draft.highlight.get(chunk.id),
+                )
+            )
+        return out

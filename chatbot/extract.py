@@ -1,0 +1,202 @@
+"""Extractive answers: choose the sentence that answers, put the answer span first, quote it.
+
+Simplifies: no generation. Among the sentences of the best passages we pick the one that is
+closest to the question *and* carries what it asks for: the entities it names and an answer of
+the right kind (an amount for "how much", a share for "what share"...). When no sentence does,
+the honest answer is a refusal; checking the sentence is what tells "How much did Mistral
+raise?" (Mistral is named, no amount is) from an answerable question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from chatbot import spans
+from chatbot.language import Messages
+from chatbot.question import Mentions, QuestionInfo, content_words, fold
+from chatbot.retrieve import Chunk, Hit, Retriever, Sentence
+from chatbot.settings import Settings
+
+_ANAPHORA = re.compile(
+    r"^\W*(ce|cet|cette|cela|ces|ceci|il|elle|ils|elles|leur|leurs|malgré cela|this|that|these|those|it|they|their|"
+    r"however|dies|diese|dieser|dieses|das|er|sie|es|ihr|ihre)\b",
+    re.I,
+)
+TYPED = ("amount", "percent", "count", "date")
+
+
+@dataclass
+class Choice:
+    hit: Hit
+    sentences: list[Sentence]  # the quoted sentences, in document order
+    score: float
+    span: spans.Span | None
+    items: list[str]
+    has_entities: bool
+    has_kind: bool
+
+
+@dataclass
+class Draft:
+    answered: bool
+    text: str
+    used: list[Chunk]  # cited first, in marker order
+    others: list[Hit]
+    highlight: dict[str, tuple[int, int]]  # chunk id -> answer span relative to the chunk text
+    reason: str = ""
+
+
+class Extractor:
+    def __init__(self, settings: Settings, retriever: Retriever, messages: Messages, mentions: Mentions) -> None:
+        self.s = settings
+        self.r = retriever
+        self.msg = messages
+        self.mentions = mentions
+        self.corpus = retriever.corpus_text() + "\n" + " ".join(
+            str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date")
+        )
+
+    # ---- checks --------------------------------------------------------------------------
+    def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
+        return [e for e in info.entities if not self.mentions.mentioned(e, self.corpus)]
+
+    def _required(self, info: QuestionInfo) -> list[str]:
+        """Entities a sentence must mention: not the corpus's topic words, not bare years."""
+        out = []
+        for e in info.entities:
+            if re.fullmatch(r"(?:19|20)\d{2}", e):
+                continue
+            if all(fold(v) in self.r.topic_words for v in self.mentions.variants(e)[:1]):
+                continue
+            out.append(e)
+        return out
+
+    # ---- choosing ------------------------------------------------------------------------
+    def choose(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit]) -> list[Choice]:
+        required = self._required(info)
+        qwords = set(content_words(info.text))
+        top = hits[: self.s.answer_candidates]
+        best_fused = top[0].score if top else 1.0
+        choices: list[Choice] = []
+        for rank, hit in enumerate(top):
+            context = " ".join(str(hit.chunk.meta.get(k, "")) for k in ("author", "speaker", "heading"))
+            scored = self.r.sentence_scores(qvec, hit.chunk)
+            for i, (sent, sim) in enumerate(scored):
+                quoted = [sent]
+                if i > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
+                    quoted.insert(0, scored[i - 1][0])
+                text = " ".join(q.text for q in quoted)
+                if info.kind == "list" and hit.chunk.meta.get("kind") == "list":
+                    text = hit.chunk.text
+                    quoted = [self.r.sentences[j] for j in hit.chunk.sentences]
+                has_entities = all(self.mentions.mentioned(e, text + " " + context) for e in required)
+                span, items, has_kind = self._answer_part(info, sent.text, text, hit.chunk)
+                overlap = len(qwords & set(content_words(text + " " + context))) / max(1, len(qwords))
+                score = (
+                    sim
+                    + self.s.w_chunk * hit.score / best_fused
+                    + self.s.w_overlap * overlap
+                    + self.s.w_entities * (1.0 if has_entities and required else 0.0)
+                    + self.s.w_kind * (1.0 if has_kind else 0.0)
+                    - self.s.w_rank * rank
+                )
+                choices.append(Choice(hit, quoted, score, span, items, has_entities, has_kind))
+        choices.sort(key=lambda c: -c.score)
+        return choices
+
+    def _answer_part(self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk) -> tuple[spans.Span | None, list[str], bool]:
+        kind = info.kind
+        if kind in TYPED:
+            found = spans.find(kind, sentence) or spans.find(kind, text)
+            where = sentence if spans.find(kind, sentence) else text
+            if kind == "count" and chunk.meta.get("kind") == "comment_count":
+                found = spans.find("count", where)
+            anchors = [m.start() for e in info.entities for v in self.mentions.variants(e) for m in re.finditer(re.escape(v), fold(where))]
+            span = spans.nearest(found, anchors, where)
+            if span and where is not sentence:
+                span = None if sentence not in text else span
+            return span, [], span is not None or bool(found)
+        if kind == "list":
+            items = spans.list_items(text)
+            asked = {fold(e) for e in info.entities}
+            items = [x for x in items if fold(x) not in asked]
+            return None, items, len(items) >= 2
+        if kind == "who":
+            names = [chunk.meta.get("speaker") or "", chunk.meta.get("author") or ""]
+            found = [n for n in (s.text for s in spans.find("who", sentence)) if not any(fold(n) in fold(e) or fold(e) in fold(n) for e in info.entities)]
+            return None, [n for n in [*found, *names] if n][:3], bool(found or any(names))
+        return None, [], True
+
+    # ---- composing -----------------------------------------------------------------------
+    def answer(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str) -> Draft:
+        if not hits:
+            return self._refuse(lang, [], "no passages", offtopic=True)
+        missing = self.missing_from_corpus(info)
+        if missing:
+            return self._refuse(lang, [], f"not in corpus: {', '.join(missing)}", offtopic=True)
+        if max(h.dense for h in hits[:5]) < self.s.min_dense_score and max(h.sentence for h in hits[:5]) < self.s.min_sentence_score:
+            return self._refuse(lang, [], "off-topic (low similarity)", offtopic=True)
+        choices = self.choose(info, qvec, hits)
+        required = self._required(info)
+        good = [c for c in choices if c.has_kind and (c.has_entities or not required)]
+        if not good:
+            named = required[0] if required else ""
+            return self._refuse(lang, hits, f"no sentence has the {info.kind} asked for", entity=named)
+        best = good[0]
+        return self._compose(info, best, hits, lang)
+
+    def _compose(self, info: QuestionInfo, best: Choice, hits: list[Hit], lang: str) -> Draft:
+        chunk = best.hit.chunk
+        quote = " ".join(s.text for s in best.sentences) if not (info.kind == "list" and chunk.meta.get("kind") == "list") else chunk.text
+        lead = ""
+        highlight: dict[str, tuple[int, int]] = {}
+        base = int(chunk.meta["start"])
+        if best.span is not None:
+            sent = next((s for s in best.sentences if best.span.text in s.text), best.sentences[-1])
+            rel = sent.start - base + sent.text.find(best.span.text)
+            highlight[chunk.id] = (rel, rel + len(best.span.text))
+            if info.kind == "amount":
+                lead = spans.render_amount(best.span.text, lang)
+            elif info.kind == "percent":
+                lead = spans.render_percent(best.span.text, lang)
+            else:
+                lead = best.span.text
+        elif best.items:
+            lead = ", ".join(best.items)
+        else:
+            first = best.sentences[0]
+            highlight[chunk.id] = (first.start - base, best.sentences[-1].end - base)
+        doc_lang = str(chunk.meta.get("language") or "") or self._passage_language(chunk)
+        if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
+            label = self.msg.get("comment_label", lang, author=str(chunk.meta["author"]))
+        elif doc_lang and doc_lang != lang:
+            label = self.msg.get("quote_label_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
+        else:
+            label = self.msg.get("quote_label", lang)
+        quote = quote if len(quote) <= self.s.max_quote_chars else quote[: self.s.max_quote_chars].rsplit(" ", 1)[0] + " …"
+        body = f"{label} : « {quote} » [1]" if lang == "fr" else f"{label}: “{quote}” [1]"
+        text = f"{lead} [1]\n\n{body}" if lead else body
+        others = [h for h in hits if h.chunk.id != chunk.id]
+        return Draft(True, text, [chunk], others, highlight)
+
+    def _passage_language(self, chunk: Chunk) -> str:
+        doc = self.r.documents.get(str(chunk.meta.get("doc_id")), {})
+        lang = doc.get("language", "")
+        if not lang:
+            from chatbot.language import detect_language
+
+            lang = detect_language(doc.get("cleaned", "")[:2000] or chunk.text, self.s.languages)
+            doc["language"] = lang
+        return lang
+
+    def _refuse(self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "") -> Draft:
+        if offtopic:
+            text = self.msg.get("refusal_offtopic", lang)
+        elif entity:
+            text = self.msg.get("refusal_partial", lang, entity=entity)
+        else:
+            text = self.msg.get("refusal", lang)
+        return Draft(False, text, [], hits, {}, reason)

@@ -1,0 +1,150 @@
+"""What a question asks for: the kind of answer (amount, share, count, date, person, list, quote)
+and the entities it names, with a fuzzy, alias-aware test of whether a text mentions them.
+
+Simplifies: question words per language are a small closed class, so patterns find the answer
+kind; entities are the words a reader would capitalise (acronyms, CamelCase, numbers, and in
+French/English any capitalised word after the first), because German capitalises every noun.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+KINDS = ("percent", "count", "amount", "date", "who", "list", "quote", "generic")
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("percent", re.compile(
+        r"\b(what (share|percentage|proportion|part|fraction)|which (share|percentage)|how many percent|"
+        r"quel(le)?s? (part|pourcentage|proportion)|combien de (pour ?cent|%)|quelle est la part|"
+        r"welche[nrs]? (anteil|prozentsatz)|wie ?viel(e)? prozent|welcher anteil|wie hoch (war|ist) der anteil|"
+        r"share|percentage|pourcentage|anteil|prozent)\b", re.I)),
+    ("count", re.compile(r"\b(how many|combien (de|d')|wie ?viele)\b", re.I)),
+    ("amount", re.compile(
+        r"\b(how much|combien|wie ?viel|what amount|what sum|quel montant|quelle somme|welche[nrs]? (betrag|summe)|"
+        r"raise[ds]?|lev(é|ée|ées|és|er)|récolt\w*|sécuris\w*|eingesammelt|erhalten|investi(e|s)?|invested|investiert)\b",
+        re.I)),
+    ("date", re.compile(r"\b(when|quand|wann|what date|quelle date|what year|quelle année|welche[nms]? jahr|in welchem jahr|en quelle année)\b", re.I)),
+    ("list", re.compile(
+        r"\b(which (\w+ )?(companies|firms|funds|startups|investors|rounds|sectors|areas|domains|players|ones)|"
+        r"what (\w+ )?(companies|firms|funds|startups|investors|rounds)|list|name the|"
+        r"quel(le)?s (\w+ )?(entreprises|sociétés|firmes|fonds|startups|investisseurs|tours|secteurs|domaines|acteurs)|"
+        r"welche (\w+ )?(unternehmen|firmen|fonds|startups|investoren|runden|bereiche|sektoren|akteure)|"
+        r"suivi|followed|folgten|gefolgt)\b", re.I)),
+    ("who", re.compile(r"^\W*(who|qui|wer|wem|wen|which (person|company|firm|fund))\b|\b(who|qui|wer)\b", re.I)),
+    ("quote", re.compile(r"\b(say|said|says|dit|déclaré|affirmé|souligné|sagt|gesagt|sagte|quote|citation|zitat)\b", re.I)),
+]
+
+_APOS_PREFIX = re.compile(r"^(?:[ldjmnstcLDJMNSTC]|qu|Qu|jusqu|lorsqu)['’]")
+_TOKEN = re.compile(r"[\w$€][\w'’.\-]*[\w%]|[\w$€]")
+_STOP_ENTITY = {
+    "i", "ich", "je", "the", "la", "le", "les", "der", "die", "das", "und", "et", "and", "what", "which",
+    "who", "how", "quel", "quelle", "combien", "wie", "wer", "was", "welche", "when", "quand", "wann",
+}
+
+
+@dataclass
+class QuestionInfo:
+    text: str
+    kind: str
+    entities: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, typographic apostrophes unified."""
+    text = unicodedata.normalize("NFKD", text.replace("’", "'"))
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+
+
+def answer_kind(question: str) -> str:
+    for kind, pattern in _PATTERNS:
+        if pattern.search(question):
+            if kind == "amount" and re.search(r"%|pour ?cent|percent|prozent", question, re.I):
+                return "percent"
+            return kind
+    return "generic"
+
+
+def entities(question: str, language: str, known: set[str] | None = None) -> list[str]:
+    """Names in the question: consecutive capitalised words merged, possessives dropped.
+
+    German capitalises every noun, so there a capitalised word is a name only if `known`
+    (the corpus vocabulary, folded) has it.
+    """
+    out: list[str] = []
+    current: list[str] = []
+    tokens = list(_TOKEN.finditer(question))
+    for i, m in enumerate(tokens):
+        tok = _APOS_PREFIX.sub("", m.group(0))
+        tok = re.sub(r"['’]s$", "", tok).strip(".-'’")
+        if not tok:
+            continue
+        first = i == 0 or question[: m.start()].rstrip().endswith(("?", "!", ".", ":", "«", '"'))
+        strong = bool(re.search(r"\d", tok) or (len(tok) >= 2 and tok.isupper()) or re.search(r"[a-z][A-Z]", tok))
+        capital = tok[0].isupper() and fold(tok) not in _STOP_ENTITY
+        if language == "de" and capital and not strong:
+            capital = known is not None and fold(tok) in known
+        is_entity = strong or (capital and not first)
+        if is_entity:
+            current.append(tok)
+        else:
+            if current:
+                out.append(" ".join(current))
+            current = []
+    if current:
+        out.append(" ".join(current))
+    return [e for e in out if not re.fullmatch(r"\d{1,2}", e)]
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"\w{4,}", fold(text)) if not w.isdigit()]
+
+
+@lru_cache(maxsize=4)
+def _alias_groups(path: str) -> list[list[str]]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [[fold(a) for a in g] for g in data["groups"]]
+
+
+class Mentions:
+    """Tests whether a text mentions an entity, allowing inflection (shared prefix) and aliases."""
+
+    def __init__(self, aliases_path: Path) -> None:
+        self.groups = _alias_groups(str(aliases_path))
+
+    def variants(self, entity: str) -> list[str]:
+        e = fold(entity)
+        for g in self.groups:
+            if e in g:
+                return g
+        return [e]
+
+    def mentioned(self, entity: str, text: str) -> bool:
+        folded = fold(text)
+        words = set(re.findall(r"[\w$€%]+", folded))
+        for v in self.variants(entity):
+            if len(v.split()) > 1 or not v.isalnum():
+                parts = re.findall(r"[\w$€%]+", v)
+                if parts and all(_word_in(p, words) for p in parts):
+                    return True
+            elif _word_in(v, words):
+                return True
+        return False
+
+
+def _word_in(word: str, words: set[str]) -> bool:
+    if word in words:
+        return True
+    if word.isdigit() or len(word) < 5:
+        return False
+    stem = word[: max(5, len(word) - 2)]
+    return any(w.startswith(stem) and abs(len(w) - len(word)) <= 3 for w in words)
+
+
+def analyze(question: str, language: str, known: set[str] | None = None) -> QuestionInfo:
+    return QuestionInfo(question, answer_kind(question), entities(question, language, known), content_words(question))

@@ -1,0 +1,47 @@
+"""Terminal rendering of an Answer: coloured on a terminal, plain when piped (or NO_COLOR)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import TextIO
+
+from chatbot.schema import Answer
+
+_CODES = {"bold": "1", "dim": "2", "cyan": "36", "yellow": "33", "green": "32", "red": "31", "magenta": "35"}
+
+
+def use_colour(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _c(text: str, style: str, on: bool) -> str:
+    if not on:
+        return text
+    codes = ";".join(_CODES[s] for s in style.split())
+    return f"\x1b[{codes}m{text}\x1b[0m"
+
+
+def _safe(text: str) -> str:
+    """Passages are untrusted: strip terminal control sequences before printing them."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]", "", text)
+
+
+def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:
+    on = use_colour(stream)
+    text = _safe(answer.answer)
+    text = re.sub(r"\[(\d+)\]", lambda m: _c(m.group(0), "cyan bold", on), text)
+    lines = [_c(text, "", on) if answer.answered else _c(text, "yellow", on)]
+    if answer.citations:
+        lines += ["", _c(sources_label, "bold", on)]
+        for c in answer.citations:
+            who = f" · {c.author}" if c.author else ""
+            head = _c(f"[{c.id}]", "cyan bold", on) + " " + _c(f"{c.section}{who} · {c.source} · {c.start}-{c.end}", "dim", on)
+            body = _safe(c.text)
+            if c.highlight and on:
+                a, b = c.highlight
+                body = body[:a] + _c(body[a:b], "green bold", on) + body[b:]
+            lines.append(head)
+            lines += ["    " + line for line in body.splitlines()]
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""Hybrid retrieval over the current Chroma index: dense (llama-index over Chroma) + BM25 +
+best-sentence similarity, fused by weighted reciprocal rank.
+
+Simplifies: the index is small enough per document that every unit's metadata and every
+sentence vector fit in memory; Chroma answers the dense chunk query, BM25 the lexical one, and a
+matrix product scores sentences. Reader comments are down-weighted unless the question is
+about readers or names a commenter, because they repeat the article's headline figures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chatbot.errors import IndexNotReady
+from chatbot.settings import Settings
+
+# Words that make a question about the readers' comments, in fr/en/de.
+_ABOUT_READERS = re.compile(
+    r"\b(comment\w*|comments?|lecteurs?|lectrices?|readers?|leser\w*|kommentar\w*|opinions?|meinung\w*|avis|"
+    r"pens\w+|think|denken|commenter\w*|kommentier\w*|wrote|écrit|schrieb|geschrieben|bubble|bulle|blase)\b",
+    re.I,
+)
+
+
+@dataclass
+class Chunk:
+    id: str
+    text: str
+    meta: dict[str, Any]
+    sentences: list[int] = field(default_factory=list)  # indexes into Retriever.sentences
+
+
+@dataclass
+class Sentence:
+    id: str
+    text: str
+    parent: str
+    start: int
+    end: int
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # fused
+    dense: float  # cosine of the chunk
+    sentence: float  # best sentence cosine
+    bm25: float
+
+
+class Retriever:
+    def __init__(self, settings: Settings, embedder: Any, client: Any = None) -> None:
+        from index import store
+
+        self.settings = settings
+        self.embedder = embedder
+        col, info = store.open_current(settings, client)
+        if info.embedder != embedder.model_id:
+            raise IndexNotReady(
+                f"the index was built with {info.embedder}, but the configured embedder is {embedder.model_id}: "
+                "run `python app.py index --rebuild`"
+            )
+        self.info = info
+        got = col.get(include=["embeddings", "metadatas", "documents"])
+        self.chunks: dict[str, Chunk] = {}
+        self.sentences: list[Sentence] = []
+        vectors: list[Any] = []
+        sent_rows = []
+        for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
+            meta = {k: v for k, v in meta.items() if not k.startswith("_")}
+            if meta.get("unit") == "chunk":
+                self.chunks[uid] = Chunk(uid, text, meta)
+            else:
+                sent_rows.append((uid, emb, meta, text))
+        sent_rows.sort(key=lambda r: (r[2]["doc_id"], r[2]["start"]))
+        for uid, emb, meta, text in sent_rows:
+            parent = self.chunks.get(meta.get("parent", ""))
+            if parent is None:
+                continue
+            parent.sentences.append(len(self.sentences))
+            self.sentences.append(Sentence(uid, text, parent.id, int(meta["start"]), int(meta["end"])))
+            vectors.append(emb)
+        self.sentence_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
+        self.documents = self._documents(client or store.make_client(settings), info)
+        self._dense = self._dense_retriever(col)
+        self._bm25 = self._bm25_retriever()
+        self.topic_words = self._topic_words()
+
+    # ---- loading -------------------------------------------------------------------------
+    def _documents(self, client: Any, info: Any) -> dict[str, dict[str, str]]:
+        docs_col = client.get_collection(info.collection + "-docs")
+        got = docs_col.get(include=["metadatas"])
+        return {m["doc_id"]: {"source": m["source"], "cleaned": m.get("cleaned", "")} for m in got["metadatas"]}
+
+    def _dense_retriever(self, col: Any) -> Any:
+        from llama_index.core import VectorStoreIndex
+        from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        index = VectorStoreIndex.from_vector_store(ChromaVectorStore(chroma_collection=col), embed_model=self.embedder)
+        k = min(self.settings.dense_top_k, len(self.chunks))
+        filters = MetadataFilters(filters=[ExactMatchFilter(key="unit", value="chunk")])
+        return index.as_retriever(similarity_top_k=k, filters=filters)
+
+    def _bm25_retriever(self) -> Any:
+        import bm25s.stopwords as sw
+        import Stemmer
+        from llama_index.core.schema import TextNode
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        nodes = [TextNode(id_=c.id, text=_lexical_text(c)) for c in self.chunks.values()]
+        stop = sorted(set(sw.STOPWORDS_FRENCH) | set(sw.STOPWORDS_EN) | set(sw.STOPWORDS_GERMAN))
+        return BM25Retriever.from_defaults(
+            nodes=nodes,
+            stemmer=Stemmer.Stemmer("french"),
+            language=stop,  # type: ignore[arg-type]  # forwarded to bm25s as a stop-word list
+            similarity_top_k=min(self.settings.bm25_top_k, len(nodes)),
+        )
+
+    def _topic_words(self) -> set[str]:
+        """Words in more than a quarter of the chunks: they say what the corpus is about, not which passage."""
+        counts: dict[str, int] = {}
+        for c in self.chunks.values():
+            for w in set(re.findall(r"\w+", c.text.lower())):
+                counts[w] = counts.get(w, 0) + 1
+        return {w for w, n in counts.items() if n > max(3, len(self.chunks) / 4)}
+
+    # ---- querying ------------------------------------------------------------------------
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self.embedder.get_query_embedding(text), dtype="float32")
+
+    def search(self, query: str, qvec: np.ndarray, about_readers: bool | None = None) -> list[Hit]:
+        from llama_index.core.schema import QueryBundle
+
+        s = self.settings
+        dense = {n.node.node_id: float(n.score or 0.0) for n in self._dense.retrieve(QueryBundle(query, embedding=qvec.tolist()))}
+        bm25 = {n.node.node_id: float(n.score or 0.0) for n in self._bm25.retrieve(query)} if query.strip() else {}
+        sent_scores = self.sentence_matrix @ qvec if len(self.sentences) else np.zeros(0)
+        best_sent: dict[str, float] = {}
+        for i, sc in enumerate(sent_scores):
+            pid = self.sentences[i].parent
+            best_sent[pid] = max(best_sent.get(pid, -1.0), float(sc))
+        if about_readers is None:
+            about_readers = bool(_ABOUT_READERS.search(query)) or self._names_commenter(query)
+        fused: dict[str, float] = {}
+        for weight, ranking in (
+            (s.dense_weight, dense),
+            (s.dense_weight, best_sent),
+            (s.bm25_weight, {k: v for k, v in bm25.items() if v > 0}),
+        ):
+            for rank, cid in enumerate(sorted(ranking, key=lambda c: -ranking[c])):
+                fused[cid] = fused.get(cid, 0.0) + weight / (s.rrf_k + rank + 1)
+        hits = []
+        for cid, score in fused.items():
+            chunk = self.chunks.get(cid)
+            if chunk is None:
+                continue
+            if chunk.meta.get("section") == "comment" and not about_readers:
+                score *= s.comment_weight
+            hits.append(Hit(chunk, score, dense.get(cid, 0.0), best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
+        hits.sort(key=lambda h: -h.score)
+        return hits
+
+    def sentence_scores(self, qvec: np.ndarray, chunk: Chunk) -> list[tuple[Sentence, float]]:
+        idx = chunk.sentences
+        if not idx:
+            return []
+        scores = self.sentence_matrix[idx] @ qvec
+        return [(self.sentences[i], float(sc)) for i, sc in zip(idx, scores, strict=True)]
+
+    def _names_commenter(self, query: str) -> bool:
+        q = query.lower()
+        return any(c.meta.get("author") and str(c.meta["author"]).lower() in q for c in self.chunks.values())
+
+    def corpus_text(self) -> str:
+        return "\n".join(c.text for c in self.chunks.values())
+
+
+def _lexical_text(c: Chunk) -> str:
+    extra = " ".join(str(c.meta.get(k, "")) for k in ("author", "speaker", "heading") if c.meta.get(k))
+    return f"{extra}\n{c.text}" if extra else c.text

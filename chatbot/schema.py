@@ -1,0 +1,58 @@
+"""The value types that cross every boundary: the CLI's --json, the HTTP API and the widget all
+serialise these, and nothing re-derives them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    id: int
+    text: str
+    section: str
+    source: str
+    score: float
+    start: int
+    end: int
+    author: str = ""
+    heading: str = ""
+    highlight: tuple[int, int] | None = None  # the answer span, relative to text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["highlight"] = list(self.highlight) if self.highlight else None
+        return d
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    answered: bool
+    language: str
+    citations: list[Citation] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    resolved_question: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "answered": self.answered,
+            "language": self.language,
+            "citations": [c.to_dict() for c in self.citations],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "resolved_question": self.resolved_question,
+            "notes": self.notes,
+        }

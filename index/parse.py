@@ -1,0 +1,296 @@
+"""Raw article text -> structured records with offsets into a cleaned text.
+
+Simplifies: a news page scraped to text is a sequence of lines. We classify each line
+(headline, heading, paragraph, bullet, related teaser, comment author/date/body, boilerplate),
+drop the boilerplate and any line already seen (scrapes often repeat the article and the
+comments), and rebuild a cleaned text in which every record keeps its character span.
+Markdown and HTML are first flattened to the same kind of lines.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+# Boilerplate left by the scraper: image credits, the comment box counter, lone vote counts.
+_CREDIT = re.compile(r"^(?:Crédits? (?:d['’])?image|Image credits?|Bildnachweis)\s*:.*?\((?:capture d['’]écran|screenshot)\)\s*", re.I)
+_COUNTER = re.compile(r"^\d+\s*/\s*\d+$")
+_VOTES = re.compile(r"^\d{1,4}$")
+_COMMENT_COUNT = re.compile(r"^(?:commentaires?|comments?|kommentare?)\s*\((\d+)\)$", re.I)
+_RELATED = re.compile(r"^(?:articles? connexes?|related articles?|related|ähnliche artikel|verwandte artikel)$", re.I)
+_AUTHOR = re.compile(r"^[A-Z][\w.\-]{2,40}$")
+_MONTHS = (
+    "janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre|"
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "januar|februar|märz|juni|juli|oktober|dezember"
+)
+_DATE = re.compile(rf"^\d{{1,2}}\.? (?:{_MONTHS}) \d{{4}}(?: \d{{2}}:\d{{2}}(?::\d{{2}})?)?(?: UTC[+-]\d{{2}}:\d{{2}})?$", re.I)
+_BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_QUOTE = re.compile(r"«\s*(.+?)\s*»|“(.+?)”|„(.+?)[“”]")
+_NAME = re.compile(r"\b([A-Z][a-zà-ÿ]+(?:[ -][A-Z][a-zà-ÿ]+)+)\b")
+_SAID = re.compile(
+    r"(?:a|ont|hat|has)\s+(?:souligné|déclaré|noté|dit|ajouté|expliqué|affirmé|précisé|said|noted|added|explained|betont|gesagt)\s+([A-Z][\w-]+(?: [A-Z][\w-]+)?)"
+)
+
+
+@dataclass
+class Record:
+    kind: str  # headline | paragraph | heading | list | quote | related | comment | comment_count
+    section: str  # article | comment | related | meta
+    text: str
+    start: int = 0
+    end: int = 0
+    heading: str = ""
+    author: str = ""
+    date: str = ""
+    language: str = ""
+    speaker: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedDocument:
+    source: str
+    text: str  # the cleaned text every record's offsets point into
+    records: list[Record]
+
+    @property
+    def title(self) -> str:
+        for r in self.records:
+            if r.kind == "headline":
+                return r.text
+        return self.source
+
+
+def _norm(line: str) -> str:
+    line = unicodedata.normalize("NFKC", line).replace("’", "'")
+    return re.sub(r"\s+", " ", line).strip().lower()
+
+
+def _clean_line(line: str) -> str:
+    line = unicodedata.normalize("NFC", line)
+    line = "".join(ch for ch in line if ch in "\t" or unicodedata.category(ch)[0] != "C" or ch == "\u200d")
+    line = _CREDIT.sub("", line.strip())
+    return re.sub(r"[ \t]+", " ", line).strip()
+
+
+def _is_heading(line: str, nxt: str | None) -> bool:
+    if line.startswith("#"):
+        return True
+    if len(line) > 90 or nxt is None or not nxt:
+        return False
+    if line[-1] in ".!?:;,»\"”)…" or _BULLET.match(line):
+        return False
+    return len(line.split()) <= 12
+
+
+class _HTMLText(HTMLParser):
+    _BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "blockquote"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "noscript", "template"):
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("- ")
+            elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                self.parts.append("# ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "noscript", "template"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML page, one block per line (scripts and styles dropped)."""
+    parser = _HTMLText()
+    parser.feed(markup)
+    parser.close()
+    return html.unescape("".join(parser.parts))
+
+
+def markdown_to_text(md: str) -> str:
+    """Markdown to plain lines: keeps headings (#), bullets and text; drops images and link targets."""
+    md = re.sub(r"```.*?```", "", md, flags=re.S)
+    md = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", md)
+    md = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", md)
+    md = re.sub(r"(\*\*|__|`)", "", md)
+    return md
+
+
+def _speaker_for(paragraph: str, quote_pos: int, known: list[str], last: str) -> str:
+    """Who said the quote at quote_pos: a verb of saying, else a full name in the paragraph, else the last speaker."""
+    m = _SAID.search(paragraph, quote_pos)
+    if m:
+        name = m.group(1)
+        for full in known:
+            if full.endswith(name):
+                return full
+        return name
+    names = [n for n in _NAME.findall(paragraph[: quote_pos + 1]) if n not in ("Par", "Selon")]
+    return names[-1] if names else last
+
+
+class _Builder:
+    """Accumulates cleaned text and records with their offsets."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.pos = 0
+        self.records: list[Record] = []
+
+    def add(self, rec: Record) -> Record:
+        if self.parts:
+            self.parts.append("\n\n")
+            self.pos += 2
+        rec.start, rec.end = self.pos, self.pos + len(rec.text)
+        self.parts.append(rec.text)
+        self.pos = rec.end
+        self.records.append(rec)
+        return rec
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def parse_text(raw: str, source: str = "document", detect_language: bool = True) -> ParsedDocument:
+    """Parse scraped article text (see module docstring) into records with offsets."""
+    lines = [_clean_line(x) for x in raw.splitlines()]
+    out = _Builder()
+    seen: set[str] = set()
+    section = "article"
+    heading = ""
+    speakers: list[str] = []
+    last_speaker = ""
+    pending_list: list[str] = []
+    list_intro = ""
+    related_title: str | None = None
+    comment: dict[str, str] = {}
+    first = True
+
+    def flush_list() -> None:
+        nonlocal pending_list, list_intro
+        if pending_list:
+            body = "\n".join(pending_list)
+            text = f"{list_intro}\n{body}" if list_intro else body
+            out.add(Record("list", "article", text, heading=heading, extra={"items": str(len(pending_list))}))
+        pending_list, list_intro = [], ""
+
+    def flush_related() -> None:
+        nonlocal related_title
+        if related_title:
+            out.add(Record("related", "related", related_title, heading="related"))
+        related_title = None
+
+    for i, line in enumerate(lines):
+        if not line or _COUNTER.match(line):
+            continue
+        nxt = next((x for x in lines[i + 1 :] if x), None)
+        if section == "comment" and _VOTES.match(line):
+            continue
+        key = _norm(line)
+        if key in seen and len(key) > 20:
+            continue  # the scrape repeats article and comments: keep the first copy
+        seen.add(key)
+
+        if m := _COMMENT_COUNT.match(line):
+            flush_list()
+            flush_related()
+            section = "comment"
+            out.add(Record("comment_count", "meta", line, extra={"count": m.group(1)}))
+            continue
+        if _RELATED.match(line):
+            flush_list()
+            section = "related"
+            continue
+
+        if section == "comment":
+            if _AUTHOR.match(line) and nxt is not None and _DATE.match(nxt):
+                comment = {"author": line}
+                continue
+            if _DATE.match(line) and comment.get("author") and "date" not in comment:
+                comment["date"] = line
+                continue
+            if comment.get("author"):
+                lang = _detect(line) if detect_language else ""
+                out.add(Record("comment", "comment", line, author=comment["author"], date=comment.get("date", ""), language=lang))
+                comment = {}
+                continue
+            # an unattributed line after the comments (a second copy with a new comment, a footer)
+            out.add(Record("paragraph", "comment", line))
+            continue
+
+        if section == "related":
+            if related_title is None:
+                related_title = line
+            else:
+                out.add(Record("related", "related", f"{related_title}\n{line}", heading=related_title))
+                related_title = None
+            continue
+
+        if first and not _BULLET.match(line):
+            out.add(Record("headline", "article", line.lstrip("# ")))
+            heading = line.lstrip("# ")
+            first = False
+            continue
+        first = False
+
+        if _BULLET.match(line):
+            pending_list.append("- " + _BULLET.sub("", line))
+            continue
+        flush_list()
+        if _is_heading(line, nxt):
+            heading = line.lstrip("# ").strip()
+            out.add(Record("heading", "article", heading, heading=heading))
+            continue
+        if line.endswith(":") and nxt is not None and _BULLET.match(nxt):
+            list_intro = line
+            continue
+        rec = out.add(Record("paragraph", "article", line, heading=heading))
+        speakers.extend(n for n in _NAME.findall(line) if n not in speakers)
+        for q in _QUOTE.finditer(line):
+            # a later quote in the same paragraph continues the same speaker unless a verb of saying names another
+            if rec.speaker and not _SAID.search(line, q.start()):
+                last_speaker = rec.speaker
+            else:
+                last_speaker = _speaker_for(line, q.start(), speakers, last_speaker)
+            quote = q.group(0)
+            out.records.append(
+                Record("quote", "article", quote, rec.start + q.start(), rec.start + q.end(), heading=heading, speaker=last_speaker)
+            )
+            rec.speaker = rec.speaker or last_speaker
+    flush_list()
+    flush_related()
+    return ParsedDocument(source=source, text=out.text, records=out.records)
+
+
+def parse_file(path: str, raw: str) -> ParsedDocument:
+    """Pick the flattening by file extension, then parse the lines."""
+    lower = path.lower()
+    if lower.endswith((".html", ".htm")):
+        raw = html_to_text(raw)
+    elif lower.endswith((".md", ".markdown")):
+        raw = markdown_to_text(raw)
+    return parse_text(raw, source=path)
+
+
+def _detect(text: str) -> str:
+    from chatbot.language import detect_language
+
+    return detect_language(text)

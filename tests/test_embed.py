@@ -1,0 +1,41 @@
+"""The real embedders: the bundled e5 and USE, the sentence-transformers path on the bundled MiniLM."""
+
+import numpy as np
+import pytest
+
+from chatbot.errors import EmbedderUnavailable
+from index.embed import load_embedder, load_one
+
+pytestmark = pytest.mark.slow
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("name", ["e5", "use", "minilm"])
+def test_embedders_rank_a_relevant_passage_first(name: str) -> None:
+    model = load_one(name)
+    q = model.get_query_embedding("How much did Databricks raise?")
+    good = model.get_text_embedding("Databricks raised 10 billion dollars last year.")
+    bad = model.get_text_embedding("The weather in Paris was rainy in November.")
+    assert len(q) == len(good) >= 384
+    assert _cos(q, good) > _cos(q, bad)
+    assert model.count_tokens("hello world") > 0 and model.max_tokens >= 128
+
+
+def test_sentence_transformers_path_loads_a_folder() -> None:
+    from index.embed import STEmbedding, bundled_minilm_path
+
+    model = STEmbedding(bundled_minilm_path())
+    assert model.max_tokens == 256
+    assert model.model_id.startswith("st:")
+
+
+def test_unloadable_model_falls_back_with_a_warning() -> None:
+    warnings: list[str] = []
+    model = load_embedder("/nonexistent/model-folder", ("use",), warn=warnings.append)
+    assert model.model_id.startswith("use:")
+    assert len(warnings) == 1 and "using 'use'" in warnings[0]
+    with pytest.raises(EmbedderUnavailable):
+        load_embedder("/nonexistent/model-folder", ())
