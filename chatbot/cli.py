@@ -170,7 +170,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from chatbot.evaluate import main as eval_main
 
-    return eval_main(args, _bot(_settings()))
+    settings = _settings()
+    # five citations so hit@5 can be measured; the answer and its first three are unchanged
+    return eval_main(args, _bot(settings.model_copy(update={"top_k": max(5, settings.top_k)})))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -125,9 +125,11 @@ class Extractor:
             items = [x for x in items if fold(x) not in asked]
             return None, items, len(items) >= 2
         if kind == "who":
-            names = [chunk.meta.get("speaker") or "", chunk.meta.get("author") or ""]
-            found = [n for n in (s.text for s in spans.find("who", sentence)) if not any(fold(n) in fold(e) or fold(e) in fold(n) for e in info.entities)]
-            return None, [n for n in [*found, *names] if n][:3], bool(found or any(names))
+            names = [str(chunk.meta.get("speaker") or ""), str(chunk.meta.get("author") or "")]
+            people: list[str] = [
+                n for n in (s.text for s in spans.find("who", sentence)) if not any(fold(n) in fold(e) or fold(e) in fold(n) for e in info.entities)
+            ]
+            return None, [n for n in [*people, *names] if n][:3], bool(people or any(names))
         return None, [], True
 
     # ---- composing -----------------------------------------------------------------------

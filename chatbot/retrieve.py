@@ -107,12 +107,15 @@ class Retriever:
         return index.as_retriever(similarity_top_k=k, filters=filters)
 
     def _bm25_retriever(self) -> Any:
+        import logging
+
         import bm25s.stopwords as sw
         import Stemmer
-        from llama_index.core.schema import TextNode
+        from llama_index.core.schema import BaseNode, TextNode
         from llama_index.retrievers.bm25 import BM25Retriever
 
-        nodes = [TextNode(id_=c.id, text=_lexical_text(c)) for c in self.chunks.values()]
+        nodes: list[BaseNode] = [TextNode(id_=c.id, text=_lexical_text(c)) for c in self.chunks.values()]
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at INFO/DEBUG
         stop = sorted(set(sw.STOPWORDS_FRENCH) | set(sw.STOPWORDS_EN) | set(sw.STOPWORDS_GERMAN))
         return BM25Retriever.from_defaults(
             nodes=nodes,

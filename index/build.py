@@ -161,7 +161,7 @@ def _write(
     docs: list[SourceDoc],
     cleaned: dict[str, str],
 ) -> store.IndexInfo:
-    from llama_index.core.schema import TextNode
+    from llama_index.core.schema import BaseNode, TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     name = f"{settings.collection_prefix}-build-{fp[:12]}-{int(time.time() * 1000)}"
@@ -174,7 +174,7 @@ def _write(
         documents=[d.raw for d in docs],
         metadatas=[{"doc_id": d.doc_id, "source": d.source, "cleaned": cleaned[d.doc_id]} for d in docs],
     )
-    nodes = []
+    nodes: list[BaseNode] = []
     for u in units:
         node = TextNode(id_=u.id, text=u.text, metadata={**u.meta, "unit": u.unit}, embedding=vectors[u.id])
         node.excluded_embed_metadata_keys = list(node.metadata)

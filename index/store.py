@@ -129,7 +129,7 @@ def writer_lock(settings: Settings, timeout: float = 0.0) -> Iterator[None]:
     """One indexer at a time per data folder: wait up to timeout seconds, then refuse."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = Path(settings.data_dir) / "index.lock"
-    fh = open(path, "a+", encoding="utf-8")
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole with-block below)
     deadline = time.monotonic() + timeout
     try:
         while True:
