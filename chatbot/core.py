@@ -67,7 +67,20 @@ class Chatbot:
         self.mentions = Mentions(self.settings.prompts_dir / "aliases.json")
         self.retriever = Retriever(self.settings, embedder, client)
         self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions)
-        self.vocabulary = {fold(w) for w in re.findall(r"\w+", self.extractor.corpus)}
+        self.vocabulary = self._proper_nouns()
+
+    def _proper_nouns(self) -> set[str]:
+        """Folded words written with a capital inside a sentence of a non-German passage, plus aliases.
+        German questions capitalise every noun; only these count as names there."""
+        words: set[str] = set()
+        for chunk in self.retriever.chunks.values():
+            if chunk.meta.get("language") == "de":
+                continue
+            for m in re.finditer(r"(?<=[\w,;:] )([A-Z][\w-]+)", chunk.text):
+                words.add(fold(m.group(1)))
+        for group in self.mentions.groups:
+            words.update(group)
+        return words
 
     @property
     def index_info(self) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from chatbot import spans
 from chatbot.language import Messages
-from chatbot.question import Mentions, QuestionInfo, content_words, fold
+from chatbot.question import Mentions, QuestionInfo, _word_in, aspects, content_words, fold, has_aspect
 from chatbot.retrieve import Chunk, Hit, Retriever, Sentence
 from chatbot.settings import Settings
 
@@ -26,6 +26,10 @@ _ANAPHORA = re.compile(
     re.I,
 )
 TYPED = ("amount", "percent", "count", "date")
+_QUOTE_MARK = re.compile(r"[«»“”„\"]")
+_CAUSAL = re.compile(
+    r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|weil|denn|grund|aufgrund|wegen|da)\b", re.I
+)
 
 
 @dataclass
@@ -58,10 +62,23 @@ class Extractor:
         self.corpus = retriever.corpus_text() + "\n" + " ".join(
             str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date")
         )
+        self.corpus_words = set(re.findall(r"\w+", fold(self.corpus)))
+        import bm25s.stopwords as sw
+
+        self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
         return [e for e in info.entities if not self.mentions.mentioned(e, self.corpus)]
+
+    def coverage(self, info: QuestionInfo) -> float:
+        """Share of the question's content words (and names) that the corpus uses at all."""
+        words = [w for w in content_words(info.text) if w not in self.stopwords]
+        words += [fold(e) for e in info.entities]
+        if not words:
+            return 1.0
+        hits = sum(1 for w in words if _word_in(w, self.corpus_words) or self.mentions.mentioned(w, self.corpus))
+        return hits / len(words)
 
     def _required(self, info: QuestionInfo) -> list[str]:
         """Entities a sentence must mention: not the corpus's topic words, not bare years."""
@@ -77,6 +94,7 @@ class Extractor:
     # ---- choosing ------------------------------------------------------------------------
     def choose(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit]) -> list[Choice]:
         required = self._required(info)
+        asked_aspects = aspects(info.text)
         qwords = set(content_words(info.text))
         top = hits[: self.s.answer_candidates]
         best_fused = top[0].score if top else 1.0
@@ -92,8 +110,17 @@ class Extractor:
                 if info.kind == "list" and hit.chunk.meta.get("kind") == "list":
                     text = hit.chunk.text
                     quoted = [self.r.sentences[j] for j in hit.chunk.sentences]
-                has_entities = all(self.mentions.mentioned(e, text + " " + context) for e in required)
+                present = sum(self.mentions.mentioned(e, text + " " + context) for e in required)
+                # with several names, one may live in a neighbouring paragraph (a speaker introduced earlier)
+                has_entities = present == len(required) or (len(required) >= 2 and present >= len(required) - len(required) // 2)
                 span, items, has_kind = self._answer_part(info, sent.text, text, hit.chunk)
+                if any(not has_aspect(a, text) for a in asked_aspects):
+                    has_kind = False
+                bonus = 0.0
+                if info.kind == "why" and _CAUSAL.search(text):
+                    bonus = self.s.w_kind
+                if info.kind == "quote" and _QUOTE_MARK.search(sent.text):
+                    bonus = self.s.w_kind
                 overlap = len(qwords & set(content_words(text + " " + context))) / max(1, len(qwords))
                 score = (
                     sim
@@ -101,6 +128,8 @@ class Extractor:
                     + self.s.w_overlap * overlap
                     + self.s.w_entities * (1.0 if has_entities and required else 0.0)
                     + self.s.w_kind * (1.0 if has_kind else 0.0)
+                    + bonus
+                    + self.s.w_entities * (present - len(required)) * 0.5
                     - self.s.w_rank * rank
                 )
                 choices.append(Choice(hit, quoted, score, span, items, has_entities, has_kind))
@@ -109,6 +138,8 @@ class Extractor:
 
     def _answer_part(self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk) -> tuple[spans.Span | None, list[str], bool]:
         kind = info.kind
+        if kind == "date" and chunk.meta.get("date") and any(self.mentions.mentioned(e, str(chunk.meta.get("author", ""))) for e in info.entities):
+            return spans.Span(0, 0, str(chunk.meta["date"]), "date"), [], True  # the question names a commenter: when they wrote
         if kind in TYPED:
             found = spans.find(kind, sentence) or spans.find(kind, text)
             where = sentence if spans.find(kind, sentence) else text
@@ -120,17 +151,27 @@ class Extractor:
                 span = None if sentence not in text else span
             return span, [], span is not None or bool(found)
         if kind == "list":
-            items = spans.list_items(text)
-            asked = {fold(e) for e in info.entities}
-            items = [x for x in items if fold(x) not in asked]
+            items = [x for x in spans.list_items(text) if not self._is_asked(x, info)]
+            if len(items) < 2:
+                items = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info)]
             return None, items, len(items) >= 2
         if kind == "who":
-            names = [str(chunk.meta.get("speaker") or ""), str(chunk.meta.get("author") or "")]
-            people: list[str] = [
-                n for n in (s.text for s in spans.find("who", sentence)) if not any(fold(n) in fold(e) or fold(e) in fold(n) for e in info.entities)
-            ]
-            return None, [n for n in [*people, *names] if n][:3], bool(people or any(names))
+            if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
+                return None, [str(chunk.meta["author"])], True
+            people = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info)]
+            speaker = str(chunk.meta.get("speaker") or "")
+            if speaker and _QUOTE_MARK.search(sentence) and not self._is_asked(speaker, info):
+                people.insert(0, speaker)
+            people = list(dict.fromkeys(people))
+            return None, people[:3], bool(people)
         return None, [], True
+
+    def _is_asked(self, name: str, info: QuestionInfo) -> bool:
+        """Is this name one the question itself uses (or a topic word like IA/AI)?"""
+        n = fold(name)
+        if n in self.r.topic_words:
+            return True
+        return any(n in self.mentions.variants(e) or n in fold(e) or fold(e) in n for e in info.entities)
 
     # ---- composing -----------------------------------------------------------------------
     def answer(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str) -> Draft:
@@ -139,8 +180,9 @@ class Extractor:
         missing = self.missing_from_corpus(info)
         if missing:
             return self._refuse(lang, [], f"not in corpus: {', '.join(missing)}", offtopic=True)
-        if max(h.dense for h in hits[:5]) < self.s.min_dense_score and max(h.sentence for h in hits[:5]) < self.s.min_sentence_score:
-            return self._refuse(lang, [], "off-topic (low similarity)", offtopic=True)
+        dense = max(h.dense for h in hits[:5])
+        if dense < self.s.min_dense_score or (self.coverage(info) == 0.0 and dense < self.s.offtopic_dense_score):
+            return self._refuse(lang, [], f"off-topic (similarity {dense:.3f}, no shared words)", offtopic=True)
         choices = self.choose(info, qvec, hits)
         required = self._required(info)
         good = [c for c in choices if c.has_kind and (c.has_entities or not required)]
@@ -156,7 +198,9 @@ class Extractor:
         lead = ""
         highlight: dict[str, tuple[int, int]] = {}
         base = int(chunk.meta["start"])
-        if best.span is not None:
+        if best.span is not None and not any(best.span.text in s.text for s in best.sentences):
+            lead = best.span.text  # from the passage's metadata (a comment's date)
+        elif best.span is not None:
             sent = next((s for s in best.sentences if best.span.text in s.text), best.sentences[-1])
             rel = sent.start - base + sent.text.find(best.span.text)
             highlight[chunk.id] = (rel, rel + len(best.span.text))

@@ -38,7 +38,8 @@ def resolve(question: str, history: list[Turn], language: str) -> str:
     if elliptic:
         new = entities(question, language)
         old = entities(prev, language)
-        if new and old:
+        # swap the name, unless the new one is a bare acronym (KI, AI): that narrows, it does not replace
+        if new and old and not re.fullmatch(r"[A-Z]{1,3}", new[-1]):
             return prev.replace(old[-1], new[-1])
         return f"{prev} {question}"
     if _PRONOUN.search(question):

@@ -26,6 +26,10 @@ _ABOUT_READERS = re.compile(
 )
 
 
+# Words that point at the related-article teasers.
+_ABOUT_RELATED = re.compile(r"\b(related|connexes?|other articles?|autres? articles?|verwandte\w*|ähnliche\w*|weitere\w* artikel|teaser)\b", re.I)
+
+
 @dataclass
 class Chunk:
     id: str
@@ -149,6 +153,7 @@ class Retriever:
             best_sent[pid] = max(best_sent.get(pid, -1.0), float(sc))
         if about_readers is None:
             about_readers = bool(_ABOUT_READERS.search(query)) or self._names_commenter(query)
+        about_related = bool(_ABOUT_RELATED.search(query))
         fused: dict[str, float] = {}
         for weight, ranking in (
             (s.dense_weight, dense),
@@ -163,6 +168,8 @@ class Retriever:
             if chunk is None:
                 continue
             if chunk.meta.get("section") == "comment" and not about_readers:
+                score *= s.comment_weight
+            if about_related and chunk.meta.get("section") != "related":
                 score *= s.comment_weight
             hits.append(Hit(chunk, score, dense.get(cid, 0.0), best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
         hits.sort(key=lambda h: -h.score)

@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     rerank_model: str = ""  # a CrossEncoder name or folder; empty: no reranking
 
     # answering and refusal
-    min_dense_score: float = 0.80  # below: the question is off-topic (e5 cosines sit in 0.75-0.93)
-    min_sentence_score: float = 0.78
+    min_dense_score: float = 0.76  # below: off-topic whatever the words (e5 cosines sit in 0.75-0.93)
+    offtopic_dense_score: float = 0.87  # below, and no content word shared with the corpus: off-topic
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20000
@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     w_entities: float = 0.05
     w_kind: float = 0.05
     w_rank: float = 0.005
+
+    # web
+    allowed_origins: tuple[str, ...] = ("*",)  # CORS for /api/*; env CHATBOT_ALLOWED_ORIGINS='["https://a.example"]'
+    feedback_path: Path | None = None  # None: data_dir / "feedback.jsonl"
+    web_concurrency: int = 4  # answers computed at once by the Gradio queue (the core is thread-safe)
+    web_queue_size: int = 64  # Gradio events waiting beyond that are refused ("queue full")
+    stream_delay_ms: float = 15.0  # pause between streamed pieces, so a fast extractive answer still reads as typing
+    max_request_bytes: int = 262_144  # larger /api bodies get 413 before any JSON parsing
 
 
 def load_settings() -> Settings:

@@ -1,0 +1,8 @@
+"""Web adapters over the core, all served by one process (`python app.py serve`).
+
+- `server`: the FastAPI app factory and `serve()` (uvicorn).
+- `api`: the JSON/SSE HTTP API under /api, the widget script and its demo page.
+- `ui`: the Gradio chat mounted at /.
+- `safe`: untrusted text (questions, corpus passages) turned into inert Markdown for Gradio.
+- `static/widget.js`: the embeddable chat (plain JS, Shadow DOM, no build step).
+"""

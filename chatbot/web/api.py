@@ -1,0 +1,210 @@
+"""The HTTP API under /api (JSON and server-sent events), the widget script and its demo page.
+
+Simplifies: pydantic models give the OpenAPI schema and type checks; the core's `validate`
+remains the single place for the limits (length, history size) and its messages. Every failure
+leaves as {"error": "..."} with a 4xx/5xx status, never as an HTML page or a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, StrictStr
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from chatbot.errors import ChatbotError
+from chatbot.language import Messages
+from chatbot.schema import Answer
+from chatbot.settings import Settings
+from chatbot.web.feedback import FeedbackLog
+from chatbot.web.loader import BotHolder
+from chatbot.web.stream import pieces, sse
+
+log = logging.getLogger("chatbot.web")
+STATIC = Path(__file__).resolve().parent / "static"
+UI_KEYS = (
+    "title", "welcome", "placeholder", "send", "new_chat", "open_chat", "close_chat", "question_label", "sources",
+    "thinking", "error_generic", "error_network", "feedback_up", "feedback_down", "feedback_thanks",
+)  # fmt: skip
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: StrictStr
+
+
+class AskRequest(BaseModel):
+    question: StrictStr = Field(description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"])
+    history: list[Turn] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
+
+
+class CitationOut(BaseModel):
+    id: int
+    text: str
+    section: str
+    source: str
+    score: float
+    start: int
+    end: int
+    author: str = ""
+    heading: str = ""
+    highlight: list[int] | None = Field(None, description="The answer span [start, end) inside `text`.")
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str = Field(description="Answer text with [n] markers matching citation ids.")
+    answered: bool
+    language: str
+    citations: list[CitationOut]
+    timings_ms: dict[str, float]
+    resolved_question: str
+    notes: list[str]
+
+
+class FeedbackIn(BaseModel):
+    question: StrictStr = Field(max_length=20_000)
+    answer: StrictStr = Field(max_length=50_000)
+    rating: Literal["up", "down"]
+
+
+class Health(BaseModel):
+    status: str
+    index_loaded: bool
+    fingerprint: str
+    embedder: str
+    units: int
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (413, 415, 422, 503)}
+
+
+def require_json(request: Request) -> None:
+    """A form or text/plain POST is what a cross-site form can send without a CORS preflight."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise HTTPException(415, "send the body as JSON with Content-Type: application/json")
+
+
+def _describe(exc: RequestValidationError) -> str:
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return f"invalid JSON: {first.get('ctx', {}).get('error', first.get('msg', ''))}"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"error": _describe(exc)}, status_code=422)
+
+    async def chatbot_error(_: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "http_status", 500)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(ChatbotError, chatbot_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+    limit, json_only = settings.max_request_bytes, [Depends(require_json)]
+
+    async def answer(req: AskRequest) -> Answer:
+        bot = await run_in_threadpool(holder.get)
+        history = [t.model_dump() for t in req.history]
+        return await run_in_threadpool(bot.answer, req.question, history)  # CPU-bound: off the event loop
+
+    @router.post("/ask", response_model=AnswerOut, max_body_size=limit, dependencies=json_only)
+    async def ask(req: AskRequest) -> dict[str, Any]:
+        """Answer one question (with optional history); the answer cites numbered passages."""
+        return (await answer(req)).to_dict()
+
+    @router.post(
+        "/ask/stream",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "`delta` events ({text}), then one `final` event (the answer)."}},
+        max_body_size=limit,
+        dependencies=json_only,
+    )
+    async def ask_stream(req: AskRequest) -> StreamingResponse:
+        """The same answer as server-sent events; errors are found before the stream starts and sent as JSON."""
+        result = await answer(req)
+        delay = settings.stream_delay_ms / 1000
+
+        async def events() -> AsyncIterator[str]:
+            for piece in pieces(result.answer):
+                yield sse("delta", {"text": piece})
+                await asyncio.sleep(delay)
+            yield sse("final", result.to_dict())
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    @router.get("/health", response_model=Health)
+    async def health() -> dict[str, Any]:
+        """Loads the index if needed; 503 with the reason when it cannot."""
+        info = (await run_in_threadpool(holder.get)).index_info
+        return {"status": "ok", "index_loaded": True, "fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units}
+
+    @router.post("/feedback", status_code=201, max_body_size=limit, dependencies=json_only)
+    async def post_feedback(item: FeedbackIn) -> dict[str, str]:
+        """Record a thumbs up or down for an answer (one JSON line in the feedback file)."""
+        await run_in_threadpool(feedback.append, item.question, item.answer, item.rating, "api")
+        return {"status": "recorded"}
+
+    @router.get("/messages")
+    async def ui_messages(lang: str = "en") -> dict[str, str]:
+        """Fixed interface strings for the widget, in fr, en or de (English otherwise)."""
+        return {"lang": lang if lang in messages.languages else "en", **{k: messages.get(k, lang) for k in UI_KEYS}}
+
+    known = {getattr(r, "path", "") for r in router.routes}
+
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def not_found(rest: str) -> None:
+        # without this, unknown /api paths would fall through to the Gradio app mounted at /
+        if f"/api/{rest}" in known:
+            raise HTTPException(405, "method not allowed")
+        raise HTTPException(404, f"no such endpoint: /api/{rest}")
+
+    return router
+
+
+def widget_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/widget.js")
+    async def widget_js() -> FileResponse:
+        # cross-origin: host pages that isolate themselves (COEP) may still load the script
+        headers = {"Cache-Control": "public, max-age=300", "Cross-Origin-Resource-Policy": "cross-origin"}
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript; charset=utf-8", headers=headers)
+
+    @router.get("/widget/demo")
+    async def widget_demo() -> HTMLResponse:
+        csp = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
+        return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"), headers={"Content-Security-Policy": csp})
+
+    return router

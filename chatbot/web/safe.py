@@ -1,0 +1,72 @@
+"""Untrusted text (questions, answers quoting the corpus, passages, headings) as Markdown that
+Gradio renders to exactly that text.
+
+Simplifies: rather than trusting a sanitizer to strip what is dangerous, nothing untrusted reaches
+the Markdown parser as syntax. Every ASCII punctuation character becomes a numeric character
+reference, which CommonMark displays literally and never reads as structure: no tags, images,
+links, autolinks, emphasis or LaTeX can form. The only markup on the page is what this module
+writes itself: <mark> around the answer span and <a> on the [n] markers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chatbot.schema import Citation
+
+_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000\ue001]")
+_EDGE_SPACE = re.compile(r"(?m)^[ \t]+|[ \t]+$")  # indentation would make a code block
+_MARKER = re.compile(r"&#91;(\d+)&#93;")
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use sentinels for the highlight, removed from input first
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _escape(text: str) -> str:
+    text = _EDGE_SPACE.sub("", text)
+    return _PUNCT.sub(lambda m: f"&#{ord(m.group())};", text)
+
+
+def inert(text: str) -> str:
+    """Markdown showing `text` literally."""
+    return _escape(_clean(text))
+
+
+def anchor(turn: int, cid: int) -> str:
+    return f"src-{turn}-{cid}"
+
+
+def answer_markdown(text: str, turn: int, ids: set[int]) -> str:
+    """The answer, inert, with each [n] that names a citation turned into a link to its passage."""
+
+    def link(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        if n not in ids:
+            return m.group(0)
+        return f'<a href="#{anchor(turn, n)}" class="cite" data-cite="{anchor(turn, n)}">[{n}]</a>'
+
+    return _MARKER.sub(link, inert(text))
+
+
+def passage_markdown(c: Citation) -> str:
+    """The passage, inert, with the answer span wrapped in <mark> (one per paragraph)."""
+    text = _clean(c.text)
+    if c.highlight:
+        a, b = max(0, c.highlight[0]), min(len(text), c.highlight[1])
+        if a < b:
+            span = text[a:b].replace("\n", f"{_CLOSE}\n{_OPEN}")
+            text = f"{text[:a]}{_OPEN}{span}{_CLOSE}{text[b:]}"
+    return _escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")
+
+
+def source_title(c: Citation, turn: int, limit: int = 80) -> str:
+    """The collapsible block's title: "[1] article · heading · source", inert, with an anchor."""
+    where = c.author or c.heading
+    if len(where) > limit:
+        where = where[: limit - 1].rstrip() + "…"
+    parts = [p for p in (c.section, where, c.source) if p]
+    label = inert(f"[{c.id}] " + " · ".join(parts))
+    return f'<span id="{anchor(turn, c.id)}" class="src-anchor"></span>{label}'
