@@ -181,8 +181,10 @@ class Extractor:
         if missing:
             return self._refuse(lang, [], f"not in corpus: {', '.join(missing)}", offtopic=True)
         dense = max(h.dense for h in hits[:5])
-        if dense < self.s.min_dense_score or (self.coverage(info) == 0.0 and dense < self.s.offtopic_dense_score):
-            return self._refuse(lang, [], f"off-topic (similarity {dense:.3f}, no shared words)", offtopic=True)
+        if dense < self.s.min_dense_score:
+            return self._refuse(lang, [], f"off-topic (similarity {dense:.3f})", offtopic=True)
+        if self.coverage(info) < 0.5 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
+            return self._refuse(lang, [], f"off-topic (guard similarity {guard:.3f})", offtopic=True)
         choices = self.choose(info, qvec, hits)
         required = self._required(info)
         good = [c for c in choices if c.has_kind and (c.has_entities or not required)]

@@ -93,6 +93,26 @@ class Retriever:
         self._dense = self._dense_retriever(col)
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
+        self._guard, self._guard_matrix = self._topic_guard()
+
+    def _topic_guard(self) -> tuple[Any, np.ndarray]:
+        """A second, independent embedder (USE) whose scores spread wider than e5's: it tells
+        off-topic questions apart where e5's narrow cosine band cannot. Embedded at load time."""
+        if not self.settings.topic_guard_model:
+            return None, np.zeros((0, 0), dtype="float32")
+        from index.embed import load_one
+
+        guard = load_one(self.settings.topic_guard_model, self.settings.embed_threads)
+        texts = [c.text for c in self.chunks.values()] + [s.text for s in self.sentences]
+        matrix = np.asarray(guard.get_text_embedding_batch(texts), dtype="float32")
+        return guard, matrix
+
+    def topic_similarity(self, query: str) -> float:
+        """Best guard-model cosine between the query and any unit; 1.0 when no guard is configured."""
+        if self._guard is None or not len(self._guard_matrix):
+            return 1.0
+        q = np.asarray(self._guard.get_query_embedding(query), dtype="float32")
+        return float((self._guard_matrix @ q).max())
 
     # ---- loading -------------------------------------------------------------------------
     def _documents(self, client: Any, info: Any) -> dict[str, dict[str, str]]:

@@ -1,0 +1,184 @@
+"""The Gradio chat mounted at /: multi-turn, streamed answers, numbered collapsible sources.
+
+Simplifies: the visible chat is a pure function of a per-session list of turns (question and
+Answer) kept in gr.State; every event re-renders it. History for the core, the like/dislike
+mapping and "New chat" all read that list, never the rendered Markdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from chatbot.errors import ChatbotError
+from chatbot.language import Messages
+from chatbot.schema import Answer
+from chatbot.settings import Settings
+from chatbot.web.feedback import FeedbackLog
+from chatbot.web.loader import BotHolder
+from chatbot.web.safe import answer_markdown, inert, passage_markdown, source_title
+from chatbot.web.stream import pieces
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a server that may be offline
+import gradio as gr  # noqa: E402  (after the environment switch above)
+
+log = logging.getLogger("chatbot.web")
+Turns = list[dict[str, Any]]  # {"question": str, "answer": Answer | None}
+
+
+def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) -> tuple[list[dict[str, Any]], list[int]]:
+    """Chatbot messages for the turns, and for each message the index of its turn.
+
+    `partial` is the streamed prefix of the last answer (its sources appear once it is complete).
+    """
+    chat: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for i, turn in enumerate(turns):
+        answer: Answer | None = turn["answer"]
+        last = i == len(turns) - 1
+        chat.append({"role": "user", "content": inert(turn["question"])})
+        ids = {c.id for c in answer.citations} if answer else set()
+        if answer is None or (last and partial is not None):
+            text = partial or msgs.get("thinking", lang)
+            chat.append({"role": "assistant", "content": answer_markdown(text, i, ids)})
+        else:
+            chat.append({"role": "assistant", "content": answer_markdown(answer.answer, i, ids)})
+            for c in answer.citations:
+                chat.append({"role": "assistant", "content": passage_markdown(c), "metadata": {"title": source_title(c, i), "status": "done"}})
+        owners += [i] * (len(chat) - len(owners))
+    return chat, owners
+
+
+def core_history(turns: Turns, settings: Settings) -> list[dict[str, str]]:
+    """The most recent answered turns that fit the core's history limits."""
+    out: list[dict[str, str]] = []
+    chars = 0
+    for turn in reversed(turns):
+        answer: Answer | None = turn["answer"]
+        if answer is None:
+            continue
+        size = len(turn["question"]) + len(answer.answer)
+        if len(out) + 2 > settings.max_history_turns * 2 or chars + size > settings.max_history_chars:
+            break
+        out[:0] = [{"role": "user", "content": turn["question"]}, {"role": "assistant", "content": answer.answer}]
+        chars += size
+    return out
+
+
+def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> gr.Blocks:
+    lang = settings.default_language
+    examples = [q for code in ("en", "fr", "de") for q in messages.get("example_questions", code).split("\n")[: 2 if code == "en" else 1]]
+
+    async def respond(message: str, turns: Turns) -> AsyncIterator[tuple[Any, Any, Turns]]:
+        question = (message or "").strip()
+        if not question:
+            gr.Warning(messages.get("error_empty", lang))
+            yield message, gr.skip(), turns
+            return
+        turns = [*turns, {"question": question, "answer": None}]
+        yield "", render(turns, messages, lang)[0], turns
+        try:
+            bot = await run_in_threadpool(holder.get)
+            answer = await run_in_threadpool(bot.answer, question, core_history(turns[:-1], settings))
+        except ChatbotError as exc:
+            gr.Warning(str(exc))
+            yield message, render(turns[:-1], messages, lang)[0], turns[:-1]
+            return
+        turns[-1] = {"question": question, "answer": answer}
+        shown = ""
+        for piece in pieces(answer.answer, 3):
+            shown += piece
+            yield "", render(turns, messages, answer.language, partial=shown)[0], turns
+            await _sleep(settings.stream_delay_ms)
+        yield "", render(turns, messages, answer.language)[0], turns
+
+    def on_like(turns: Turns, data: gr.LikeData) -> None:
+        if data.liked not in (True, False):
+            return  # a removed vote, or another option
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        owners = render(turns, messages, lang)[1]
+        if 0 <= index < len(owners) and (answer := turns[owners[index]]["answer"]) is not None:
+            feedback.append(turns[owners[index]]["question"], answer.answer, "up" if data.liked else "down", "web", language=answer.language)
+
+    def pick_example(data: gr.SelectData) -> str:
+        value = data.value
+        return str(value.get("text", "")) if isinstance(value, dict) else str(value)
+
+    with gr.Blocks(title=messages.get("title", lang), fill_height=True, fill_width=False) as demo:
+        turns = gr.State([])
+        with gr.Row(elem_id="topbar"):
+            gr.Markdown(f"## {inert(messages.get('title', lang))}", elem_id="title")
+            new_chat = gr.Button(messages.get("new_chat", lang), variant="secondary", size="sm", scale=0, min_width=110, elem_id="new-chat")
+        chat = gr.Chatbot(
+            elem_id="chat",
+            show_label=False,
+            scale=1,
+            min_height=320,
+            height="100%",
+            layout="bubble",
+            sanitize_html=True,  # defence in depth: untrusted text is already inert (chatbot/web/safe.py)
+            render_markdown=True,
+            allow_tags=False,
+            latex_delimiters=[],
+            buttons=["copy"],
+            feedback_options=("Like", "Dislike"),
+            placeholder=inert(messages.get("welcome", lang)),
+            examples=[{"text": q} for q in examples],
+        )
+        box = gr.Textbox(
+            placeholder=messages.get("placeholder", lang),
+            show_label=False,
+            lines=1,
+            max_lines=6,
+            max_length=settings.max_question_chars,
+            submit_btn=True,
+            autofocus=True,
+            elem_id="question",
+        )
+        box.submit(respond, [box, turns], [box, chat, turns], api_name="ask", show_progress="hidden")
+        chat.example_select(pick_example, None, box, api_visibility="private").then(
+            respond, [box, turns], [box, chat, turns], api_visibility="private", show_progress="hidden"
+        )
+        chat.like(on_like, [turns], None, api_visibility="private", concurrency_limit=None)
+        new_chat.click(lambda: ("", [], []), None, [box, chat, turns], api_visibility="private", concurrency_limit=None)
+    demo.queue(default_concurrency_limit=settings.web_concurrency, max_size=settings.web_queue_size)
+    return demo
+
+
+async def _sleep(ms: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(ms / 1000)
+
+
+CSS = """
+.gradio-container { max-width: 980px !important; margin: 0 auto !important; }
+#topbar { align-items: center; flex-wrap: nowrap; }
+#title h2 { margin: 0; }
+#chat mark { background: #fde68a; color: inherit; padding: 0 .1em; border-radius: 3px; }
+#chat a.cite { text-decoration: none; font-weight: 600; padding: 0 .1em; cursor: pointer; }
+@media (max-width: 640px) {
+  .gradio-container { padding: 6px 8px !important; }
+  #title h2 { font-size: 1.15rem; }
+}
+"""
+
+# Clicking a [n] marker opens its source block and scrolls to it (the blocks start closed).
+HEAD = """<script>
+document.addEventListener("click", function (ev) {
+  var link = ev.target && ev.target.closest ? ev.target.closest("a.cite[data-cite]") : null;
+  if (!link) return;
+  ev.preventDefault();
+  ev.stopPropagation();
+  var target = document.getElementById(link.getAttribute("data-cite"));
+  if (!target) return;
+  var toggle = target.closest("button, [role=button], .title, summary") || target.parentElement;
+  var block = target.closest(".thought-group, .message, .bot") || target.parentElement;
+  if (block && !block.querySelector(".content mark, .content p") && toggle) toggle.click();
+  target.scrollIntoView({ behavior: "smooth", block: "center" });
+}, true);
+</script>"""
