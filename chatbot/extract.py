@@ -94,7 +94,7 @@ class Extractor:
     # ---- choosing ------------------------------------------------------------------------
     def choose(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit]) -> list[Choice]:
         required = self._required(info)
-        asked_aspects = aspects(info.text)
+        asked_aspects = aspects(info.text, info.kind)
         qwords = set(content_words(info.text))
         top = hits[: self.s.answer_candidates]
         best_fused = top[0].score if top else 1.0
@@ -183,7 +183,8 @@ class Extractor:
         dense = max(h.dense for h in hits[:5])
         if dense < self.s.min_dense_score:
             return self._refuse(lang, [], f"off-topic (similarity {dense:.3f})", offtopic=True)
-        if self.coverage(info) < 0.5 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
+        names_known = any(self.mentions.mentioned(e, self.corpus) for e in self._required(info))
+        if not names_known and self.coverage(info) == 0.0 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
             return self._refuse(lang, [], f"off-topic (guard similarity {guard:.3f})", offtopic=True)
         choices = self.choose(info, qvec, hits)
         required = self._required(info)

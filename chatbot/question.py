@@ -37,8 +37,15 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 }
 
 
-def aspects(question: str) -> list[str]:
-    return [name for name, (q, _) in ASPECTS.items() if q.search(question)]
+_ASPECT_KINDS = {"founded": ("date",), "employees": ("count", "generic")}
+
+
+def aspects(question: str, kind: str = "generic") -> list[str]:
+    """The aspects a question asks about; founding only matters for "when", headcount for "how many"."""
+    return [
+        name for name, (q, _) in ASPECTS.items()
+        if q.search(question) and kind in _ASPECT_KINDS.get(name, ("amount", "generic", "count", "date", "who"))
+    ]
 
 
 def has_aspect(name: str, text: str) -> bool:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # answering and refusal
     min_dense_score: float = 0.76  # below: off-topic whatever the words (e5 cosines sit in 0.75-0.93)
     topic_guard_model: str = "use"  # second embedder for the off-topic test; empty disables it
-    topic_guard_min: float = 0.26  # USE cosine below this, with few words shared with the corpus: off-topic
+    topic_guard_min: float = 0.26  # USE cosine below this, with no word shared with the corpus: off-topic
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20000
