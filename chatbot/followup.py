@@ -39,7 +39,7 @@ def resolve(question: str, history: list[Turn], language: str) -> str:
         new = entities(question, language)
         old = entities(prev, language)
         # swap the name, unless the new one is a bare acronym (KI, AI): that narrows, it does not replace
-        if new and old and not re.fullmatch(r"[A-Z]{1,3}", new[-1]):
+        if new and old and not any(re.fullmatch(r"[A-Z]{1,3}", e) for e in (new[-1], old[-1])):
             return prev.replace(old[-1], new[-1])
         return f"{prev} {question}"
     if _PRONOUN.search(question):
