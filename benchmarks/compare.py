@@ -51,7 +51,8 @@ def score(name: str, cases: list[Any], run: Any) -> dict[str, Any]:
 
 
 def main() -> int:
-    from llama_index.core import Document, Settings as LISettings, VectorStoreIndex
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core import Settings as LISettings
     from llama_index.core.schema import QueryBundle
 
     from chatbot.core import Chatbot
