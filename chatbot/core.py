@@ -103,6 +103,10 @@ class Chatbot:
         lang = self.language_of(question, turns)
         resolved = resolve(question, turns, lang)
         info = analyze(resolved, lang, self.vocabulary)
+        if resolved.endswith(" " + question) and resolved != question:
+            # an elliptic follow-up glued to the previous question: its own names are the subject now
+            own = analyze(question, lang, self.vocabulary).entities
+            info.entities = own or info.entities
         t1 = time.perf_counter()
         qvec = self.retriever.embed_query(resolved)
         hits = self.retriever.search(resolved, qvec)

@@ -26,6 +26,23 @@ _ANAPHORA = re.compile(
     re.I,
 )
 TYPED = ("amount", "percent", "count", "date")
+# When a question is anchored in time ("last year", "to date"), sentences anchored the same way answer it.
+_TIME = re.compile(
+    r"(?:19|20)\d\d|l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr|"
+    r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang|insgesamt|au total|in total|overall",
+    re.I,
+)
+_TIME_GROUPS = [
+    re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr|2024", re.I),
+    re.compile(r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang", re.I),
+    re.compile(r"insgesamt|au total|in total|overall|un total|total", re.I),
+]
+
+
+def _same_time(asked: list[str], text: str) -> bool:
+    return any(g.search(" ".join(asked)) and g.search(text) for g in _TIME_GROUPS)
+
+
 _QUOTE_MARK = re.compile(r"[«»“”„\"]")
 _CAUSAL = re.compile(
     r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|weil|denn|grund|aufgrund|wegen|da)\b", re.I
@@ -95,6 +112,7 @@ class Extractor:
     def choose(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit]) -> list[Choice]:
         required = self._required(info)
         asked_aspects = aspects(info.text, info.kind)
+        asked_time = _TIME.findall(info.text)
         qwords = set(content_words(info.text))
         top = hits[: self.s.answer_candidates]
         best_fused = top[0].score if top else 1.0
@@ -106,6 +124,9 @@ class Extractor:
                 quoted = [sent]
                 if i > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
                     quoted.insert(0, scored[i - 1][0])
+                # a quotation often runs over two sentences: keep its continuation with it
+                if info.kind == "quote" and i + 1 < len(scored) and _QUOTE_MARK.search(sent.text) and _QUOTE_MARK.search(scored[i + 1][0].text):
+                    quoted.append(scored[i + 1][0])
                 text = " ".join(q.text for q in quoted)
                 if info.kind == "list" and hit.chunk.meta.get("kind") == "list":
                     text = hit.chunk.text
@@ -121,6 +142,8 @@ class Extractor:
                     bonus = self.s.w_kind
                 if info.kind == "quote" and _QUOTE_MARK.search(sent.text):
                     bonus = self.s.w_kind
+                if asked_time and _same_time(asked_time, text):
+                    bonus += self.s.w_overlap
                 overlap = len(qwords & set(content_words(text + " " + context))) / max(1, len(qwords))
                 score = (
                     sim
@@ -158,13 +181,17 @@ class Extractor:
         if kind == "who":
             if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
                 return None, [str(chunk.meta["author"])], True
-            people = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info)]
+            # places are not an answer to "who" (Europe, Chine): they are the alias vocabulary
+            people = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info) and not self._is_place(n.text)]
             speaker = str(chunk.meta.get("speaker") or "")
             if speaker and _QUOTE_MARK.search(sentence) and not self._is_asked(speaker, info):
                 people.insert(0, speaker)
             people = list(dict.fromkeys(people))
             return None, people[:3], bool(people)
         return None, [], True
+
+    def _is_place(self, name: str) -> bool:
+        return len(self.mentions.variants(name)) > 1
 
     def _is_asked(self, name: str, info: QuestionInfo) -> bool:
         """Is this name one the question itself uses (or a topic word like IA/AI)?"""

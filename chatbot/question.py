@@ -162,6 +162,7 @@ class Mentions:
     def __init__(self, aliases_path: Path) -> None:
         self.groups = _alias_groups(str(aliases_path))
 
+    @lru_cache(maxsize=4096)  # noqa: B019  (one Mentions per process; the cache is meant to live as long)
     def variants(self, entity: str) -> list[str]:
         e = fold(entity)
         for g in self.groups:
@@ -170,8 +171,7 @@ class Mentions:
         return [e]
 
     def mentioned(self, entity: str, text: str) -> bool:
-        folded = fold(text)
-        words = set(re.findall(r"[\w$€%]+", folded))
+        words = folded_words(text)
         for v in self.variants(entity):
             if len(v.split()) > 1 or not v.isalnum():
                 parts = re.findall(r"[\w$€%]+", v)
@@ -182,7 +182,13 @@ class Mentions:
         return False
 
 
-def _word_in(word: str, words: set[str]) -> bool:
+@lru_cache(maxsize=8192)
+def folded_words(text: str) -> frozenset[str]:
+    """The folded words of a text; cached because passages are tested again and again."""
+    return frozenset(re.findall(r"[\w$€%]+", fold(text)))
+
+
+def _word_in(word: str, words: frozenset[str] | set[str]) -> bool:
     if word in words or word + "s" in words:
         return True
     if word.isdigit() or len(word) < 5:

@@ -102,8 +102,8 @@ def _describe(exc: RequestValidationError) -> str:
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
         return f"invalid JSON: {first.get('ctx', {}).get('error', first.get('msg', ''))}"
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request body"
+    return f"{where}: {first.get('msg', 'invalid value')}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -131,14 +131,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
-    limit, json_only = settings.max_request_bytes, [Depends(require_json)]
+    json_only = [Depends(require_json)]  # body size: limited in front of /api (chatbot/web/server.py)
 
     async def answer(req: AskRequest) -> Answer:
         bot = await run_in_threadpool(holder.get)
         history = [t.model_dump() for t in req.history]
         return await run_in_threadpool(bot.answer, req.question, history)  # CPU-bound: off the event loop
 
-    @router.post("/ask", response_model=AnswerOut, max_body_size=limit, dependencies=json_only)
+    @router.post("/ask", response_model=AnswerOut, dependencies=json_only)
     async def ask(req: AskRequest) -> dict[str, Any]:
         """Answer one question (with optional history); the answer cites numbered passages."""
         return (await answer(req)).to_dict()
@@ -147,7 +147,6 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         "/ask/stream",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}, "description": "`delta` events ({text}), then one `final` event (the answer)."}},
-        max_body_size=limit,
         dependencies=json_only,
     )
     async def ask_stream(req: AskRequest) -> StreamingResponse:
@@ -170,7 +169,7 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         info = (await run_in_threadpool(holder.get)).index_info
         return {"status": "ok", "index_loaded": True, "fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units}
 
-    @router.post("/feedback", status_code=201, max_body_size=limit, dependencies=json_only)
+    @router.post("/feedback", status_code=201, dependencies=json_only)
     async def post_feedback(item: FeedbackIn) -> dict[str, str]:
         """Record a thumbs up or down for an answer (one JSON line in the feedback file)."""
         await run_in_threadpool(feedback.append, item.question, item.answer, item.rating, "api")

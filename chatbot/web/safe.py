@@ -2,10 +2,11 @@
 Gradio renders to exactly that text.
 
 Simplifies: rather than trusting a sanitizer to strip what is dangerous, nothing untrusted reaches
-the Markdown parser as syntax. Every ASCII punctuation character becomes a numeric character
-reference, which CommonMark displays literally and never reads as structure: no tags, images,
-links, autolinks, emphasis or LaTeX can form. The only markup on the page is what this module
-writes itself: <mark> around the answer span and <a> on the [n] markers.
+the Markdown parser as syntax. Every character that Markdown or HTML could read as structure
+becomes a numeric character reference, which CommonMark displays literally and never parses: no
+tags, images, links, autolinks, emphasis or LaTeX can form. Harmless punctuation (, . ? ; / ')
+stays as is so the Markdown source remains readable. The only markup on the page is what this
+module writes itself: <mark> around the answer span and <a> on the [n] markers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import re
 
 from chatbot.schema import Citation
 
-_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
+# every ASCII punctuation except , . ? ; / ' % (no syntax without the others); "." only where it
+# would make a "www." autolink or a "1." list item
+_SYNTAX = re.compile(r"[!\"#$&()*+\-:<=>@\[\\\]^_`{|}~]")
+_DOTS = re.compile(r"(?<=[wW]{3})\.|^(\d{1,9})\.", re.M)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000\ue001]")
 _EDGE_SPACE = re.compile(r"(?m)^[ \t]+|[ \t]+$")  # indentation would make a code block
 _MARKER = re.compile(r"&#91;(\d+)&#93;")
@@ -27,7 +31,8 @@ def _clean(text: str) -> str:
 
 def _escape(text: str) -> str:
     text = _EDGE_SPACE.sub("", text)
-    return _PUNCT.sub(lambda m: f"&#{ord(m.group())};", text)
+    text = _SYNTAX.sub(lambda m: f"&#{ord(m.group())};", text)
+    return _DOTS.sub(lambda m: f"{m.group(1) or ''}&#46;", text)
 
 
 def inert(text: str) -> str:
@@ -46,7 +51,7 @@ def answer_markdown(text: str, turn: int, ids: set[int]) -> str:
         n = int(m.group(1))
         if n not in ids:
             return m.group(0)
-        return f'<a href="#{anchor(turn, n)}" class="cite" data-cite="{anchor(turn, n)}">[{n}]</a>'
+        return f'<a href="#{anchor(turn, n)}" class="cite">[{n}]</a>'
 
     return _MARKER.sub(link, inert(text))
 

@@ -7,6 +7,7 @@ mapping and "New chat" all read that list, never the rendered Markdown.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -111,20 +112,19 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
     with gr.Blocks(title=messages.get("title", lang), fill_height=True, fill_width=False) as demo:
         turns = gr.State([])
         with gr.Row(elem_id="topbar"):
-            gr.Markdown(f"## {inert(messages.get('title', lang))}", elem_id="title")
+            gr.HTML(f"<h1>{html.escape(messages.get('title', lang))}</h1>", elem_id="title", padding=False)
             new_chat = gr.Button(messages.get("new_chat", lang), variant="secondary", size="sm", scale=0, min_width=110, elem_id="new-chat")
         chat = gr.Chatbot(
             elem_id="chat",
             show_label=False,
-            scale=1,
+            scale=1,  # with fill_height: the chat takes the window's height and scrolls inside
             min_height=320,
-            height="100%",
             layout="bubble",
             sanitize_html=True,  # defence in depth: untrusted text is already inert (chatbot/web/safe.py)
             render_markdown=True,
             allow_tags=False,
             latex_delimiters=[],
-            buttons=["copy"],
+            buttons=[],  # "copy" would copy the escaped Markdown source, not the text
             feedback_options=("Like", "Dislike"),
             placeholder=inert(messages.get("welcome", lang)),
             examples=[{"text": q} for q in examples],
@@ -143,6 +143,7 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         chat.example_select(pick_example, None, box, api_visibility="private").then(
             respond, [box, turns], [box, chat, turns], api_visibility="private", show_progress="hidden"
         )
+        chat.clear(lambda: [], None, turns, api_visibility="private", concurrency_limit=None)
         chat.like(on_like, [turns], None, api_visibility="private", concurrency_limit=None)
         new_chat.click(lambda: ("", [], []), None, [box, chat, turns], api_visibility="private", concurrency_limit=None)
     demo.queue(default_concurrency_limit=settings.web_concurrency, max_size=settings.web_queue_size)
@@ -158,27 +159,36 @@ async def _sleep(ms: float) -> None:
 CSS = """
 .gradio-container { max-width: 980px !important; margin: 0 auto !important; }
 #topbar { align-items: center; flex-wrap: nowrap; }
-#title h2 { margin: 0; }
-#chat mark { background: #fde68a; color: inherit; padding: 0 .1em; border-radius: 3px; }
-#chat a.cite { text-decoration: none; font-weight: 600; padding: 0 .1em; cursor: pointer; }
+#title h1 { margin: 0; font-size: 1.5rem; font-weight: 700; }
+#chat .placeholder { padding: 0 16px; text-align: center; color: var(--body-text-color-subdued); }
+#chat .thought-group .content .message-content { opacity: 1 !important; }
+#chat .thought-group .content .message-content p { font-size: 0.95rem !important; line-height: 1.5; }
+#chat mark { background: #fde68a; color: inherit; font-size: inherit; padding: 0 .1em; border-radius: 3px; }
+#chat a.cite { text-decoration: none; font-weight: 700; padding: 0 .1em; color: var(--color-accent); cursor: pointer; }
+#chat a.cite:hover { text-decoration: underline; }
 @media (max-width: 640px) {
-  .gradio-container { padding: 6px 8px !important; }
-  #title h2 { font-size: 1.15rem; }
+  #title h1 { font-size: 1.2rem; }
+  #chat .message-row.bot-row { max-width: calc(100% - 12px) !important; }
 }
 """
 
-# Clicking a [n] marker opens its source block and scrolls to it (the blocks start closed).
-HEAD = """<script>
+# On phones, less page padding. Clicking a [n] marker opens its source block and scrolls to it. The blocks start closed, and
+# the sanitizer keeps href but drops data-* attributes, so the target comes from the href.
+HEAD = """<style>
+/* here, not in css=: Gradio scopes that CSS inside .contain, and this padding is outside it */
+@media (max-width: 640px) { .gradio-container .main.app { padding: 8px 8px !important; } }
+</style>
+<script>
 document.addEventListener("click", function (ev) {
-  var link = ev.target && ev.target.closest ? ev.target.closest("a.cite[data-cite]") : null;
-  if (!link) return;
+  var link = ev.target && ev.target.closest ? ev.target.closest("a.cite") : null;
+  var id = link ? (link.getAttribute("href") || "").slice(1) : "";
+  if (!/^src-\\d+-\\d+$/.test(id)) return;
   ev.preventDefault();
   ev.stopPropagation();
-  var target = document.getElementById(link.getAttribute("data-cite"));
+  var target = document.getElementById(id);
   if (!target) return;
-  var toggle = target.closest("button, [role=button], .title, summary") || target.parentElement;
-  var block = target.closest(".thought-group, .message, .bot") || target.parentElement;
-  if (block && !block.querySelector(".content mark, .content p") && toggle) toggle.click();
-  target.scrollIntoView({ behavior: "smooth", block: "center" });
+  var title = target.closest(".title");
+  if (title && !title.classList.contains("expanded")) title.click();
+  (target.closest(".thought-group") || target).scrollIntoView({ behavior: "smooth", block: "center" });
 }, true);
 </script>"""
