@@ -210,8 +210,8 @@ class Extractor:
         dense = max(h.dense for h in hits[:5])
         if dense < self.s.min_dense_score:
             return self._refuse(lang, [], f"off-topic (similarity {dense:.3f})", offtopic=True)
-        names_known = any(self.mentions.mentioned(e, self.corpus) for e in self._required(info))
-        if not names_known and self.coverage(info) == 0.0 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
+        names_known = any(self.mentions.mentioned(e, self.corpus) for e in self._required(info)) or self.r.asks_about_section(info.text)
+        if not names_known and self.coverage(info) < 0.5 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
             return self._refuse(lang, [], f"off-topic (guard similarity {guard:.3f})", offtopic=True)
         choices = self.choose(info, qvec, hits)
         required = self._required(info)

@@ -103,7 +103,7 @@ class Retriever:
         from index.embed import load_one
 
         guard = load_one(self.settings.topic_guard_model, self.settings.embed_threads)
-        texts = [c.text for c in self.chunks.values()] + [s.text for s in self.sentences]
+        texts = [str(c.meta.get("embed_text") or c.text) for c in self.chunks.values()] + [s.text for s in self.sentences]
         matrix = np.asarray(guard.get_text_embedding_batch(texts), dtype="float32")
         return guard, matrix
 
@@ -171,8 +171,9 @@ class Retriever:
         for i, sc in enumerate(sent_scores):
             pid = self.sentences[i].parent
             best_sent[pid] = max(best_sent.get(pid, -1.0), float(sc))
+        named = self.named_authors(query)
         if about_readers is None:
-            about_readers = bool(_ABOUT_READERS.search(query)) or self._names_commenter(query)
+            about_readers = bool(_ABOUT_READERS.search(query)) or bool(named)
         about_related = bool(_ABOUT_RELATED.search(query))
         fused: dict[str, float] = {}
         for weight, ranking in (
@@ -191,6 +192,8 @@ class Retriever:
                 score *= s.comment_weight
             if about_related and chunk.meta.get("section") != "related":
                 score *= s.comment_weight
+            if named and chunk.meta.get("author") in named:
+                score *= s.named_author_boost  # the question names who wrote it: that is the passage
             hits.append(Hit(chunk, score, dense.get(cid, 0.0), best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
         hits.sort(key=lambda h: -h.score)
         return hits
@@ -202,9 +205,13 @@ class Retriever:
         scores = self.sentence_matrix[idx] @ qvec
         return [(self.sentences[i], float(sc)) for i, sc in zip(idx, scores, strict=True)]
 
-    def _names_commenter(self, query: str) -> bool:
+    def named_authors(self, query: str) -> set[str]:
         q = query.lower()
-        return any(c.meta.get("author") and str(c.meta["author"]).lower() in q for c in self.chunks.values())
+        return {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author") and str(c.meta["author"]).lower() in q}
+
+    def asks_about_section(self, query: str) -> bool:
+        """Does the question point at a part of the corpus (comments, related articles, an author)?"""
+        return bool(_ABOUT_READERS.search(query) or _ABOUT_RELATED.search(query) or self.named_authors(query))
 
     def corpus_text(self) -> str:
         return "\n".join(c.text for c in self.chunks.values())

@@ -40,13 +40,14 @@ class Settings(BaseSettings):
     dense_weight: float = 1.0
     bm25_weight: float = 0.6
     comment_weight: float = 0.55  # comments repeat the article's figures; they rank lower unless asked about
+    named_author_boost: float = 3.0  # a question naming a commenter ranks that comment first
     top_k: int = 3
     rerank_model: str = ""  # a CrossEncoder name or folder; empty: no reranking
 
     # answering and refusal
     min_dense_score: float = 0.76  # below: off-topic whatever the words (e5 cosines sit in 0.75-0.93)
     topic_guard_model: str = "use"  # second embedder for the off-topic test; empty disables it
-    topic_guard_min: float = 0.26  # USE cosine below this, with no word shared with the corpus: off-topic
+    topic_guard_min: float = 0.26  # USE cosine below this, with under half the words shared with the corpus: off-topic
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20000

@@ -118,11 +118,12 @@ def chunk_document(
             if rec.kind == "comment_count":
                 meta["count"] = rec.extra.get("count", "")
             chunk_id = _hash(doc_id, str(start), text)
-            units.append(Unit(chunk_id, "chunk", text, _embed_text(rec, text), start, end, dict(meta)))
+            embed_text = _embed_text(rec, text)
+            units.append(Unit(chunk_id, "chunk", text, embed_text, start, end, dict(meta, embed_text=embed_text)))
             for s0, s1 in group:
                 if s1 > end:
                     break
                 stext = doc.text[s0:s1]
-                smeta = dict(meta, start=s0, end=s1, parent=chunk_id)
+                smeta = dict(meta, start=s0, end=s1, parent=chunk_id, embed_text=stext)
                 units.append(Unit(_hash(chunk_id, str(s0), stext), "sentence", stext, stext, s0, s1, smeta))
     return units

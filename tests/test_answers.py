@@ -107,9 +107,9 @@ def test_dev_set_figures_do_not_regress(bot: object) -> None:
     cases = load_cases(DEV)
     assert len(cases) >= 60
     r = evaluate(bot, cases)
-    assert r["hit@3"] >= 0.92
-    assert r["hit@1"] >= 0.80
-    assert r["answer_accuracy"] >= 0.82
-    assert r["refusal_accuracy"] >= 0.90
-    assert r["wrong_refusals"] <= 0.05
+    assert r["hit@3"] >= 0.94
+    assert r["hit@1"] >= 0.85
+    assert r["answer_accuracy"] >= 0.87
+    assert r["refusal_accuracy"] >= 0.94
+    assert r["wrong_refusals"] <= 0.03
     assert r["top3_citation_chars_max"] < 2000

@@ -7,6 +7,7 @@ mapping and "New chat" all read that list, never the rendered Markdown.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -85,8 +86,10 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         try:
             bot = await run_in_threadpool(holder.get)
             answer = await run_in_threadpool(bot.answer, question, core_history(turns[:-1], settings))
-        except ChatbotError as exc:
-            gr.Warning(str(exc))
+        except Exception as exc:  # the adapter boundary: the visitor gets a message, the log the details
+            if not isinstance(exc, ChatbotError):
+                log.exception("web chat: unexpected error")
+            gr.Warning(str(exc) if isinstance(exc, ChatbotError) else messages.get("error_generic", lang))
             yield message, render(turns[:-1], messages, lang)[0], turns[:-1]
             return
         turns[-1] = {"question": question, "answer": answer}
@@ -94,7 +97,7 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         for piece in pieces(answer.answer, 3):
             shown += piece
             yield "", render(turns, messages, answer.language, partial=shown)[0], turns
-            await _sleep(settings.stream_delay_ms)
+            await asyncio.sleep(settings.stream_delay_ms / 1000)
         yield "", render(turns, messages, answer.language)[0], turns
 
     def on_like(turns: Turns, data: gr.LikeData) -> None:
@@ -148,12 +151,6 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         new_chat.click(lambda: ("", [], []), None, [box, chat, turns], api_visibility="private", concurrency_limit=None)
     demo.queue(default_concurrency_limit=settings.web_concurrency, max_size=settings.web_queue_size)
     return demo
-
-
-async def _sleep(ms: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(ms / 1000)
 
 
 CSS = """
