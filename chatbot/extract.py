@@ -33,13 +33,16 @@ _TIME = re.compile(
     re.I,
 )
 _TIME_GROUPS = [
-    re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr|2024", re.I),
+    re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr", re.I),
     re.compile(r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang", re.I),
     re.compile(r"insgesamt|au total|in total|overall|un total|total", re.I),
 ]
 
 
 def _same_time(asked: list[str], text: str) -> bool:
+    years = [a for a in asked if a.isdigit()]
+    if any(y in text for y in years):
+        return True
     return any(g.search(" ".join(asked)) and g.search(text) for g in _TIME_GROUPS)
 
 
