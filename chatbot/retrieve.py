@@ -94,6 +94,32 @@ class Retriever:
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
         self._guard, self._guard_matrix = self._topic_guard()
+        self._reranker = self._load_reranker()
+
+    def _load_reranker(self) -> Any:
+        """Optional cross-encoder (any sentence-transformers CrossEncoder name or folder)."""
+        if not self.settings.rerank_model:
+            return None
+        from llama_index.core.postprocessor import SentenceTransformerRerank
+
+        from chatbot.errors import EmbedderUnavailable
+
+        try:
+            return SentenceTransformerRerank(model=self.settings.rerank_model, top_n=self.settings.rerank_candidates, device="cpu")
+        except Exception as exc:  # hub unreachable or a bad folder: say which setting to fix
+            raise EmbedderUnavailable(f"cannot load the reranker CHATBOT_RERANK_MODEL={self.settings.rerank_model!r}: {exc}") from exc
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Reorder the first candidates by cross-encoder score (fused order breaks ties)."""
+        if self._reranker is None or not hits:
+            return hits
+        from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+        head, tail = hits[: self.settings.rerank_candidates], hits[self.settings.rerank_candidates :]
+        nodes = [NodeWithScore(node=TextNode(id_=h.chunk.id, text=h.chunk.text), score=h.score) for h in head]
+        ranked = self._reranker.postprocess_nodes(nodes, query_bundle=QueryBundle(query))
+        by_id = {h.chunk.id: h for h in head}
+        return [by_id[n.node.node_id] for n in ranked] + [h for h in head if h.chunk.id not in {n.node.node_id for n in ranked}] + tail
 
     def _topic_guard(self) -> tuple[Any, np.ndarray]:
         """A second, independent embedder (USE) whose scores spread wider than e5's: it tells
@@ -196,7 +222,7 @@ class Retriever:
                 score *= s.named_author_boost  # the question names who wrote it: that is the passage
             hits.append(Hit(chunk, score, dense.get(cid, 0.0), best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
         hits.sort(key=lambda h: -h.score)
-        return hits
+        return self.rerank(query, hits)
 
     def sentence_scores(self, qvec: np.ndarray, chunk: Chunk) -> list[tuple[Sentence, float]]:
         idx = chunk.sentences

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     named_author_boost: float = 3.0  # a question naming a commenter ranks that comment first
     top_k: int = 3
     rerank_model: str = ""  # a CrossEncoder name or folder; empty: no reranking
+    rerank_candidates: int = 8
 
     # answering and refusal
     min_dense_score: float = 0.76  # below: off-topic whatever the words (e5 cosines sit in 0.75-0.93)

@@ -113,3 +113,30 @@ def test_dev_set_figures_do_not_regress(bot: object) -> None:
     assert r["refusal_accuracy"] >= 0.94
     assert r["wrong_refusals"] <= 0.03
     assert r["top3_citation_chars_max"] < 2000
+
+
+@pytest.mark.slow
+def test_reranker_stage_loads_and_reorders(settings: object, built: object, e5: object) -> None:
+    """No cross-encoder ships offline, so this loads the bundled MiniLM folder as a CrossEncoder
+    (its classification head is untrained): it tests the plumbing, not the ranking quality."""
+    from chatbot.core import Chatbot
+    from index.embed import bundled_minilm_path
+
+    s = settings.model_copy(update={"rerank_model": bundled_minilm_path(), "rerank_candidates": 4})  # type: ignore[attr-defined]
+    bot = Chatbot(s, embedder=e5)
+    assert bot.retriever._reranker is not None
+    q = "How much did Databricks raise?"
+    hits = bot.retriever.search(q, bot.retriever.embed_query(q))
+    plain = Chatbot(settings, embedder=e5).retriever.search(q, bot.retriever.embed_query(q))  # type: ignore[arg-type]
+    assert {h.chunk.id for h in hits[:4]} == {h.chunk.id for h in plain[:4]}  # same candidates, possibly reordered
+    assert [h.chunk.id for h in hits[4:]] == [h.chunk.id for h in plain[4:]]
+    assert bot.answer(q).citations
+
+
+def test_unloadable_reranker_is_a_clear_error(settings: object, built: object, e5: object) -> None:
+    from chatbot.core import Chatbot
+    from chatbot.errors import EmbedderUnavailable
+
+    s = settings.model_copy(update={"rerank_model": "/nonexistent/cross-encoder"})  # type: ignore[attr-defined]
+    with pytest.raises(EmbedderUnavailable, match="CHATBOT_RERANK_MODEL"):
+        Chatbot(s, embedder=e5)
