@@ -19,16 +19,24 @@ def _warn(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _settings() -> Any:
+def _settings(args: argparse.Namespace | None = None) -> Any:
     from pydantic import ValidationError
 
     from chatbot.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ChatbotError(f"invalid setting CHATBOT_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+    llm = getattr(args, "llm", None)
+    if llm is False:
+        settings = settings.model_copy(update={"llm_enabled": False})
+    elif llm is True:
+        if not (settings.llm_base_url or settings.llm_gguf):
+            raise ChatbotError("--llm needs a model: set CHATBOT_LLM_BASE_URL (+ CHATBOT_LLM_MODEL) or CHATBOT_LLM_GGUF")
+        settings = settings.model_copy(update={"llm_enabled": True})
+    return settings
 
 
 def _quiet_libraries() -> None:
@@ -59,21 +67,45 @@ def _bot(settings: Any, build_if_missing: bool = True) -> Any:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _settings(args)
     if args.question == "-":
         return _ask_batch(settings, args)
     from chatbot.core import validate
 
     validate(args.question, [], settings)  # fail fast, before loading models
     bot = _bot(settings)
-    answer = bot.answer(args.question)
     if args.json:
-        print(json.dumps(_public(answer.to_dict()), ensure_ascii=False))
+        print(json.dumps(_public(bot.answer(args.question).to_dict()), ensure_ascii=False))
     else:
-        from chatbot.render import render
-
-        print(render(answer, sys.stdout, bot.messages.get("sources", answer.language)))
+        _print_streamed(bot, args.question, [])
     return 0
+
+
+def _print_streamed(bot: Any, question: str, history: list[dict[str, str]]) -> Any:
+    """Print an LLM answer token by token, then the checked version if it differs, then sources."""
+    from chatbot.render import render, render_sources
+    from chatbot.schema import Delta, Final
+
+    final = None
+    streamed = False
+    for event in bot.stream(question, history):
+        if isinstance(event, Delta) and bot.llm is not None:
+            print(event.text, end="", flush=True)
+            streamed = True
+        elif isinstance(event, Final):
+            final = event
+    assert final is not None
+    answer = final.answer
+    label = bot.messages.get("sources", answer.language)
+    if not streamed:
+        print(render(answer, sys.stdout, label))
+    else:
+        print()
+        if final.replaced:
+            print("\n" + render(answer, sys.stdout, label))
+        else:
+            print(render_sources(answer, sys.stdout, label))
+    return answer
 
 
 def _public(d: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +138,7 @@ def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.render import render
-
-    settings = _settings()
+    settings = _settings(args)
     bot = _bot(settings)
     history: list[dict[str, str]] = []
     print("Ask about the article (empty line or Ctrl-D to quit, /new for a new conversation).", file=sys.stderr)
@@ -124,11 +154,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
             history = []
             continue
         try:
-            answer = bot.answer(question, history)
+            answer = _print_streamed(bot, question, history)
         except InvalidQuestion as exc:
             _warn(f"error: {exc}")
             continue
-        print(render(answer, sys.stdout, bot.messages.get("sources", answer.language)))
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
         history = history[-settings.max_history_turns * 2 :]
 
@@ -178,9 +207,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from chatbot.web.server import serve
 
-    settings = _settings()
+    settings = _settings(args)
     ensure_index(settings)
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _llm_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--llm", dest="llm", action="store_true", default=None, help="generate answers with the configured LLM")
+    g.add_argument("--no-llm", dest="llm", action="store_false", help="extractive answers only, even if an LLM is configured")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help="answer one question (or '-' for one per stdin line)")
     a.add_argument("question", help="the question, or '-' to read questions (or JSON objects) from stdin")
     a.add_argument("--json", action="store_true", help="print one JSON object per answer")
+    _llm_flags(a)
     a.set_defaults(func=cmd_ask)
 
     c = sub.add_parser("chat", help="interactive terminal chat with history")
+    _llm_flags(c)
     c.set_defaults(func=cmd_chat)
 
     i = sub.add_parser("index", help="build the index, or add documents to it (.txt, .md, .html)")
@@ -212,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--workers", type=int, default=1)
+    _llm_flags(s)
     s.set_defaults(func=cmd_serve)
     return p
 

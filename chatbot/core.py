@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from chatbot.errors import InvalidQuestion
 from chatbot.followup import resolve
 from chatbot.language import Messages, detect
 from chatbot.question import Mentions, analyze, fold
-from chatbot.schema import Answer, Citation, Turn
+from chatbot.schema import Answer, Citation, Delta, Event, Final, Turn
 from chatbot.settings import Settings
 
 log = logging.getLogger("chatbot")
@@ -68,6 +68,10 @@ class Chatbot:
         self.retriever = Retriever(self.settings, embedder, client)
         self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions)
         self.vocabulary = self._proper_nouns()
+        from chatbot.llm import Prompter, load_llm
+
+        self.llm = load_llm(self.settings)
+        self.prompter = Prompter(self.settings.prompts_dir) if self.llm is not None else None
 
     def _proper_nouns(self) -> set[str]:
         """Folded words written with a capital inside a sentence of a non-German passage, plus aliases.
@@ -98,10 +102,25 @@ class Chatbot:
         return code or self.settings.default_language
 
     def answer(self, question: Any, history: Iterable[Any] | None = None) -> Answer:
+        """The answer, checked and cited (the last event of `stream`)."""
+        final: Answer | None = None
+        for event in self.stream(question, history):
+            if isinstance(event, Final):
+                final = event.answer
+        assert final is not None
+        return final
+
+    def stream(self, question: Any, history: Iterable[Any] | None = None) -> Iterator[Event]:
+        """Deltas of the answer as it forms, then one Final with the checked answer and citations.
+        Validation errors are raised before anything is yielded."""
         t0 = time.perf_counter()
         question, turns = validate(question, list(history) if history is not None else None, self.settings)
         lang = self.language_of(question, turns)
         resolved = resolve(question, turns, lang)
+        if self.llm is not None and turns and self.settings.llm_condense:
+            from chatbot.llm import condense
+
+            resolved = condense(self.llm, self.prompter, question, turns) or resolved  # type: ignore[arg-type]
         info = analyze(resolved, lang, self.vocabulary)
         if resolved.endswith(" " + question) and resolved != question:
             # an elliptic follow-up glued to the previous question: its own names are the subject now
@@ -123,11 +142,60 @@ class Chatbot:
             timings_ms={"retrieve": (t2 - t1) * 1000, "answer": (t3 - t2 + t1 - t0) * 1000, "total": (t3 - t0) * 1000},
             resolved_question=resolved if resolved != question else "",
         )
+        if self.llm is not None and citations:
+            yield from self._generate(result, resolved, t0)
+        else:
+            for piece in re.findall(r"\S+\s*", result.answer):
+                yield Delta(piece)
+            yield Final(result)
         log.info(
             "answer lang=%s answered=%s kind=%s citations=%s total_ms=%.1f reason=%s",
-            lang, draft.answered, info.kind, [c.id for c in citations], result.timings_ms["total"], draft.reason or "-",
+            lang, result.answered, info.kind, [c.id for c in citations], (time.perf_counter() - t0) * 1000, draft.reason or "-",
         )
-        return result
+
+    def _generate(self, extractive: Answer, question: str, t0: float) -> Iterator[Event]:
+        """Stream the LLM's answer, then check it; fall back to the extractive answer on any failure."""
+        from dataclasses import replace
+
+        from chatbot.checks import check
+        from chatbot.llm import LLMUnavailable, stream_chat
+
+        assert self.prompter is not None
+        lang = extractive.language
+        messages = self.prompter.messages(question, lang, extractive.citations)
+        pieces: list[str] = []
+        first: float | None = None
+        t_llm = time.perf_counter()
+        try:
+            for token in stream_chat(self.llm, messages):
+                first = first or time.perf_counter()
+                pieces.append(token)
+                yield Delta(token)
+        except LLMUnavailable as exc:
+            log.warning("llm failed, extractive fallback: %s", exc)
+            note = self.messages.get("llm_fallback", lang)
+            yield Final(replace(extractive, notes=[note]), replaced=bool(pieces))
+            return
+        streamed = "".join(pieces)
+        timings = dict(extractive.timings_ms)
+        timings["llm"] = (time.perf_counter() - t_llm) * 1000
+        timings["first_token"] = ((first or time.perf_counter()) - t0) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        checked = check(streamed, {c.id: c.text for c in extractive.citations}, self.prompter.system)
+        if checked.refused:
+            text = self.messages.get("refusal", lang)
+            yield Final(replace(extractive, answer=text, answered=False, timings_ms=timings), replaced=True)
+        elif not checked.usable:
+            reason = "; ".join(checked.problems) or "no cited sentence"
+            log.warning("llm answer rejected: %s", reason)
+            note = self.messages.get("llm_rejected", lang, reason=reason)
+            yield Final(replace(extractive, notes=[note], timings_ms=timings), replaced=True)
+        else:
+            notes = [self.messages.get("llm_corrected", lang, reason="; ".join(checked.problems))] if checked.problems else []
+            cited = [c for c in extractive.citations if c.id in checked.cited] or extractive.citations
+            others = [c for c in extractive.citations if c not in cited]
+            final = replace(extractive, answer=checked.text, answered=True, citations=cited + others, notes=notes, timings_ms=timings)
+            yield Final(final, replaced=checked.text != streamed.strip())
 
     def _citations(self, draft: Any) -> list[Citation]:
         out: list[Citation] = []

@@ -33,6 +33,14 @@ def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "So
     text = _safe(answer.answer)
     text = re.sub(r"\[(\d+)\]", lambda m: _c(m.group(0), "cyan bold", on), text)
     lines = [_c(text, "", on) if answer.answered else _c(text, "yellow", on)]
+    lines += [_c(f"({_safe(n)})", "dim", on) for n in answer.notes]
+    sources = render_sources(answer, stream, sources_label)
+    return "\n".join(lines) + ("\n" + sources if sources else "")
+
+
+def render_sources(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:
+    on = use_colour(stream)
+    lines: list[str] = []
     if answer.citations:
         lines += ["", _c(sources_label, "bold", on)]
         for c in answer.citations:

@@ -56,3 +56,21 @@ class Answer:
             "resolved_question": self.resolved_question,
             "notes": self.notes,
         }
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer text as it forms (a token from an LLM, a few words otherwise)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The checked answer. `replaced` is true when it differs from what was streamed."""
+
+    answer: Answer
+    replaced: bool = False
+
+
+Event = Delta | Final

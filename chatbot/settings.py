@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     stream_delay_ms: float = 15.0  # pause between streamed pieces, so a fast extractive answer still reads as typing
     max_request_bytes: int = 262_144  # larger /api bodies get 413 before any JSON parsing
 
+    # generation (off unless a server or a GGUF file is configured)
+    llm_enabled: bool = True  # --no-llm sets it off; nothing happens without a base URL or GGUF path
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_gguf: str = ""
+    llm_timeout: float = 30.0
+    llm_retries: int = 1
+    llm_temperature: float = 0.1
+    llm_max_tokens: int = 256
+    llm_context_window: int = 4096
+    llm_condense: bool = True  # rewrite follow-ups with the LLM when one is configured
+
 
 def load_settings() -> Settings:
     return Settings()

@@ -1,0 +1,128 @@
+"""Generated answers through llama-index LLM classes: any OpenAI-compatible server, or a GGUF
+model in process through llama.cpp.
+
+Simplifies: the LLM only rewrites what retrieval found. It gets the same numbered passages the
+extractive answer cites, marked as untrusted data; its output goes through chatbot.checks; any
+failure (unreachable, timeout, error, failed check) falls back to the extractive answer with a
+visible note. Prompts are files in prompts/.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError
+from chatbot.schema import Citation, Turn
+from chatbot.settings import Settings
+
+log = logging.getLogger("chatbot.llm")
+LANGUAGE_NAMES = {"fr": "French", "en": "English", "de": "German", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
+
+
+class LLMUnavailable(ChatbotError):
+    """The configured language model cannot be loaded or reached."""
+
+    exit_code = 8
+    http_status = 503
+
+
+def load_llm(settings: Settings) -> Any | None:
+    """The configured llama-index LLM, or None when generation is off or not configured."""
+    if not settings.llm_enabled:
+        return None
+    if settings.llm_gguf:
+        path = Path(settings.llm_gguf)
+        if not path.is_file():
+            raise LLMUnavailable(f"CHATBOT_LLM_GGUF={settings.llm_gguf!r}: no such model file")
+        try:
+            from llama_index.llms.llama_cpp import LlamaCPP
+        except ImportError as exc:
+            raise LLMUnavailable("in-process GGUF models need the optional extra: pip install -e '.[gguf]'") from exc
+        return LlamaCPP(
+            model_path=str(path),
+            temperature=settings.llm_temperature,
+            max_new_tokens=settings.llm_max_tokens,
+            context_window=settings.llm_context_window,
+            model_kwargs={"n_threads": settings.embed_threads, "verbose": False},
+            verbose=False,
+        )
+    if settings.llm_base_url:
+        from llama_index.llms.openai_like import OpenAILike
+
+        return OpenAILike(
+            model=settings.llm_model or "default",
+            api_base=settings.llm_base_url,
+            api_key=settings.llm_api_key or "not-needed",
+            is_chat_model=True,
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+            context_window=settings.llm_context_window,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_retries,
+        )
+    return None
+
+
+class Prompter:
+    """Builds chat messages from the prompt files; untrusted text is always inside tags."""
+
+    def __init__(self, prompts_dir: Path) -> None:
+        self.system = (prompts_dir / "system.txt").read_text(encoding="utf-8")
+        self.context = (prompts_dir / "context.txt").read_text(encoding="utf-8")
+        self.passage = (prompts_dir / "passage.txt").read_text(encoding="utf-8")
+        self.condense_template = (prompts_dir / "condense.txt").read_text(encoding="utf-8")
+
+    def messages(self, question: str, lang: str, citations: list[Citation]) -> list[Any]:
+        from llama_index.core.llms import ChatMessage
+
+        name = LANGUAGE_NAMES.get(lang, lang or "the question's language")
+        passages = "\n".join(
+            self.passage.format(id=c.id, section=c.section, author=_attr(c.author), text=_untag(c.text)) for c in citations
+        )
+        return [
+            ChatMessage(role="system", content=self.system.format(language_name=name)),
+            ChatMessage(role="user", content=self.context.format(passages=passages, question=_untag(question), language_name=name)),
+        ]
+
+    def condense(self, question: str, history: list[Turn]) -> list[Any]:
+        from llama_index.core.llms import ChatMessage
+
+        convo = "\n".join(f"{t.role}: {_untag(t.content)}" for t in history[-6:])
+        return [ChatMessage(role="user", content=self.condense_template.format(history=convo, question=_untag(question)))]
+
+
+def _untag(text: str) -> str:
+    """Untrusted text cannot close our delimiters and pose as instructions."""
+    return text.replace("</passage", "<\u200b/passage").replace("</question", "<\u200b/question").replace(
+        "</conversation", "<\u200b/conversation"
+    )
+
+
+def _attr(text: str) -> str:
+    return text.replace('"', "'")
+
+
+def stream_chat(llm: Any, messages: list[Any]) -> Iterator[str]:
+    """Token deltas from the model; any client error becomes LLMUnavailable."""
+    try:
+        for chunk in llm.stream_chat(messages):
+            if chunk.delta:
+                yield chunk.delta
+    except ChatbotError:
+        raise
+    except Exception as exc:  # network, HTTP 5xx, timeout, malformed stream: all mean "no usable answer"
+        raise LLMUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def condense(llm: Any, prompter: Prompter, question: str, history: list[Turn]) -> str | None:
+    """A standalone question from the model, or None when it fails (the caller keeps its own)."""
+    try:
+        out = llm.chat(prompter.condense(question, history)).message.content or ""
+    except Exception as exc:  # the rule-based resolution stays in charge
+        log.warning("condense failed: %s", type(exc).__name__)
+        return None
+    line = out.strip().splitlines()[0].strip() if out.strip() else ""
+    return line if 3 <= len(line) <= 500 else None
