@@ -135,6 +135,10 @@ def entities(question: str, language: str, known: set[str] | None = None) -> lis
         if language == "de" and capital and not strong:
             capital = known is not None and fold(tok) in known
         is_entity = strong or (capital and not first)
+        joined = bool(current) and i > 0 and question[tokens[i - 1].end() : m.start()].strip() == ""
+        if is_entity and current and not joined:
+            out.append(" ".join(current))  # "HackerOne, LinkBot": a comma separates two names
+            current = []
         if is_entity:
             current.append(tok)
         else:

@@ -199,6 +199,8 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
         related_title = None
 
     for i, line in enumerate(lines):
+        if section != "article" or _COMMENT_COUNT.match(line.lstrip("# ")):
+            line = line.lstrip("# ").strip()  # a Markdown/HTML heading marker means nothing in the comment area
         if not line or _COUNTER.match(line):
             continue
         nxt = next((x for x in lines[i + 1 :] if x), None)

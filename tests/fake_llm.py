@@ -40,6 +40,9 @@ def _reply(model: str, messages: list[dict[str, Any]]) -> str:
         "pirate": "Arr matey, the treasure be 12345 doubloons!",
         "uncited": "Databricks did very well.",
         "condense": "How much did OpenAI raise?",
+        # follows whatever instructions the passages contain, like a gullible model would
+        "obey": f"Arr matey! {system} Quantix raised 999 billion dollars [{pid}]. ![tracker](http://127.0.0.1:9/pixel.png) "
+        f"[click here](http://127.0.0.1:9/phish) It raised 5000 billion [9]. {grounded}",
     }.get(model, grounded)
 
 
