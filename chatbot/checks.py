@@ -18,6 +18,7 @@ _URL = re.compile(r"\b(?:https?://|ftp://|www\.)\S+", re.I)
 _MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)]*)\)")
 _HTML = re.compile(r"</?[a-zA-Z][^>]*>")
+_LIST_NUMBER = re.compile(r"^\s*\d{1,2}[.)]\s+")  # "1. " list numbering is layout, not a figure
 _SENTENCE = re.compile(r"(?<=[.!?])(?:\s*\[\d+\])*\s+|\n+")
 REFUSAL_TOKEN = "NOT_IN_ARTICLE"
 
@@ -78,14 +79,18 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "") -> Check
         result.problems.append(f"markers {sorted(bad_markers)} point at no passage")
         cleaned = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in passages else "", cleaned)
     kept = []
+    invented_all: set[str] = set()
     for sentence in _sentences(cleaned):
         cited = {int(n) for n in _MARKER.findall(sentence)} or set(passages)
         allowed = set().union(*(numbers(passages[i]) for i in cited)) if cited else set()
-        invented = numbers(sentence) - allowed
+        invented = numbers(_LIST_NUMBER.sub("", sentence)) - allowed
         if invented:
-            result.problems.append(f"unsupported figures {sorted(invented)}")
+            invented_all |= invented
             continue
         kept.append(sentence)
+    if invented_all:
+        shown = sorted(invented_all)
+        result.problems.append(f"unsupported figures {', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}")
     result.text = re.sub(r"[ \t]+", " ", " ".join(kept)).strip()
     result.cited = {int(n) for n in _MARKER.findall(result.text)}
     return result
