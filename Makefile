@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test install install-test index lint typecheck eval bench clean browser
+.PHONY: run chat test install install-test index lint typecheck eval bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ index: install
 	$(PY) app.py index
 
 run: index
+	$(PY) app.py serve --host $(HOST) --port $(PORT)
+
+chat: index
 	$(PY) app.py chat
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).

@@ -207,8 +207,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from chatbot.web.server import serve
 
+    if args.workers < 1:
+        raise ChatbotError("--workers must be at least 1")
     settings = _settings(args)
-    ensure_index(settings)
+    ensure_index(settings)  # once, here: N workers must not race to build it
     return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
@@ -248,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="web chat, HTTP API and widget")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=7860)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="processes; N > 1 serves the HTTP API and widget only (the web chat needs one process)",
+    )  # fmt: skip
     _llm_flags(s)
     s.set_defaults(func=cmd_serve)
     return p
@@ -268,5 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or socket problem no layer anticipated: still one line, no traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        _warn(f"error: {exc.strerror or exc}{where}")
+        return 1
+    except Exception as exc:  # a bug or a library failure: one line for people, the traceback with -v
+        logging.getLogger("chatbot").debug("unexpected error", exc_info=True)
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        _warn(f"error: unexpected {type(exc).__name__}: {first} (run with -v for details)")
+        return 1
     except BrokenPipeError:
         return 0

@@ -190,7 +190,13 @@ class Retriever:
         from llama_index.core.schema import QueryBundle
 
         s = self.settings
-        dense = {n.node.node_id: float(n.score or 0.0) for n in self._dense.retrieve(QueryBundle(query, embedding=qvec.tolist()))}
+        try:
+            found = self._dense.retrieve(QueryBundle(query, embedding=qvec.tolist()))
+        except Exception as exc:  # a Chroma server that went away: say so, the next call may succeed again
+            from chatbot.errors import StoreUnavailable
+
+            raise StoreUnavailable(f"the Chroma store did not answer: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from exc
+        dense = {n.node.node_id: float(n.score or 0.0) for n in found}
         bm25 = {n.node.node_id: float(n.score or 0.0) for n in self._bm25.retrieve(query)} if query.strip() else {}
         sent_scores = self.sentence_matrix @ qvec if len(self.sentences) else np.zeros(0)
         best_sent: dict[str, float] = {}

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     web_queue_size: int = 64  # Gradio events waiting beyond that are refused ("queue full")
     stream_delay_ms: float = 15.0  # pause between streamed pieces, so a fast extractive answer still reads as typing
     max_request_bytes: int = 262_144  # larger /api bodies get 413 before any JSON parsing
+    rate_limit_per_minute: int = 120  # POSTs to /api/* per client IP and worker process (429 past it); 0 disables
+    api_queue_size: int = 64  # /api/ask(+stream) waiting beyond web_concurrency; past it, an immediate 503
 
     # generation (off unless a server or a GGUF file is configured)
     llm_enabled: bool = True  # --no-llm sets it off; nothing happens without a base URL or GGUF path

@@ -102,10 +102,10 @@ def build(
     t0 = time.perf_counter()
     new_docs = [read_document(Path(f)) for f in files]  # fail before touching the store
     with store.writer_lock(settings, timeout=lock_timeout):
-        client = store.make_client(settings)
+        client = _open_for_writing(settings, rebuild, warn)
         current = store.read_pointer(client, settings)
         docs: dict[str, SourceDoc] = {}
-        for d in [*(read_document(Path(p)) for p in settings.corpus), *stored_documents(client, current)]:
+        for d in [*(read_document(Path(p)) for p in settings.corpus), *stored_documents(client, current), *kept_documents(settings)]:
             docs.setdefault(d.doc_id, d)
         added = [d.source for d in new_docs if d.doc_id not in docs]
         for d in new_docs:
@@ -135,10 +135,67 @@ def build(
                 vectors[u.id] = v
             if progress:
                 progress(min(i + batch, len(todo)), len(todo))
-        info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned)
-        store.write_pointer(client, settings, info)
+        try:
+            corpus_ids = _corpus_ids(settings)
+            keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
+            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned)
+            store.write_pointer(client, settings, info)
+        except Exception as exc:  # chroma raises its own error types for disk and permission trouble
+            from chatbot.errors import StoreUnavailable
+
+            raise StoreUnavailable(f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged") from exc
         store.prune(client, settings, keep={info.collection, current.collection if current else ""})
         return BuildReport("built", info, len(docs), added, len(todo), time.perf_counter() - t0)
+
+
+def _corpus_ids(settings: Settings) -> set[str]:
+    return {read_document(Path(p)).doc_id for p in settings.corpus}
+
+
+def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], None] | None) -> Any:
+    """The store client; with --rebuild, a damaged embedded store is set aside and started afresh
+    (added documents are kept on disk too, so they come back)."""
+    from chatbot.errors import StoreUnavailable
+
+    try:
+        return store.make_client(settings)
+    except StoreUnavailable as exc:
+        folder = settings.data_dir / "chroma"
+        if not (rebuild and not settings.chroma_host and "damaged" in str(exc) and folder.exists()):
+            raise
+        aside = folder.with_name(f"chroma.damaged-{int(time.time())}")
+        folder.rename(aside)
+        if warn:
+            warn(f"warning: the store was damaged; moved it to {aside} and rebuilding")
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # chroma caches the failed client per path
+        return store.make_client(settings)
+
+
+def keep_documents(settings: Settings, docs: Sequence[SourceDoc]) -> None:
+    """Added documents are also kept as files in data_dir/documents, so a damaged store loses none."""
+    folder = settings.data_dir / "documents"
+    for d in docs:
+        path = folder / f"{d.doc_id}__{Path(d.source).name}"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(d.raw, encoding="utf-8")
+            tmp.replace(path)  # atomic: a crash never leaves half a file under the final name
+
+
+def kept_documents(settings: Settings) -> list[SourceDoc]:
+    folder = settings.data_dir / "documents"
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*__*")):
+        if path.suffix == ".tmp":
+            continue
+        doc_id, _, source = path.name.partition("__")
+        out.append(SourceDoc(doc_id, source, path.read_text(encoding="utf-8")))
+    return out
 
 
 def _reuse_embeddings(client: Any, current: store.IndexInfo | None, model_id: str, units: list[Unit]) -> dict[str, list[float]]:
@@ -184,4 +241,4 @@ def _write(
     for i in range(0, len(nodes), 256):
         vs.add(nodes[i : i + 256])
     col.modify(metadata={**meta, "complete": True, "units": len(units)})
-    return store.IndexInfo(name, fp, model_id, len(units), time.time())
+    return store.IndexInfo(name, fp, model_id, len(units), int(time.time() * 1000))

@@ -44,7 +44,19 @@ def make_client(settings: Settings) -> Any:
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
         where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
-        raise StoreUnavailable(f"cannot open the Chroma store at {where}: {_short(exc)}") from exc
+        raise StoreUnavailable(f"cannot open the Chroma store at {where}: {_short(exc)}{advice(exc)}") from exc
+
+
+def advice(exc: BaseException) -> str:
+    """What a person can do about a storage error."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if any(k in text for k in ("readonly", "read-only", "permission", "errno 13", "errno 30")):
+        return " — the data folder is not writable: fix its permissions or set CHATBOT_DATA_DIR to a writable folder"
+    if any(k in text for k in ("no space", "disk is full", "file too large", "errno 28", "errno 27", "database or disk is full", "disk i/o")):
+        return " — writing to the disk failed (is it full?): free some space and retry"
+    if any(k in text for k in ("malformed", "not a database", "corrupt", "file is encrypted")):
+        return " — the store looks damaged: run `python app.py index --rebuild` to set it aside and rebuild"
+    return ""
 
 
 def _short(exc: BaseException) -> str:
@@ -58,7 +70,7 @@ class IndexInfo:
     fingerprint: str
     embedder: str
     units: int
-    built_at: float
+    built_at: int  # milliseconds; an int survives the metadata round trip exactly
 
 
 def pointer_name(settings: Settings) -> str:
@@ -75,7 +87,7 @@ def read_pointer(client: Any, settings: Settings) -> IndexInfo | None:
         if not got["ids"]:
             return None
         meta = got["metadatas"][0]
-        info = IndexInfo(meta["collection"], meta["fingerprint"], meta["embedder"], int(meta["units"]), float(meta["built_at"]))
+        info = IndexInfo(meta["collection"], meta["fingerprint"], meta["embedder"], int(meta["units"]), int(meta["built_at"]))
     except Exception as exc:
         raise StoreUnavailable(f"cannot read the index pointer: {_short(exc)}") from exc
     col = _get(client, info.collection)
@@ -127,9 +139,12 @@ def prune(client: Any, settings: Settings, keep: set[str]) -> None:
 @contextmanager
 def writer_lock(settings: Settings, timeout: float = 0.0) -> Iterator[None]:
     """One indexer at a time per data folder: wait up to timeout seconds, then refuse."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = Path(settings.data_dir) / "index.lock"
-    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole with-block below)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole with-block below)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot write to the data folder {settings.data_dir}: {exc.strerror}{advice(exc)}") from exc
     deadline = time.monotonic() + timeout
     try:
         while True:

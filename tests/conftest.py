@@ -71,3 +71,72 @@ def fresh_settings(tmp_path: Path) -> Iterator[object]:
     from chatbot.settings import Settings
 
     yield Settings(data_dir=tmp_path / "data")
+
+
+# --- web server helpers (tests/test_web_api.py, tests/test_web_browser.py) ---
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WebServer:
+    """`python app.py serve` in a subprocess on a free port, on a given data folder."""
+
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.feedback = data_dir / "feedback-test.jsonl"
+        self.log = log
+        full_env = {**os.environ, "CHATBOT_DATA_DIR": str(data_dir), "CHATBOT_FEEDBACK_PATH": str(self.feedback), **(env or {})}
+        self._out = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port), *args],
+            env=full_env,
+            cwd=ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 180) -> WebServer:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=30).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
+@pytest.fixture(scope="session")
+def web_server(settings: object, built: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """One served app on the session's index, shared by the API and browser tests."""
+    server = WebServer(settings.data_dir, tmp_path_factory.mktemp("web") / "server.log")  # type: ignore[attr-defined]
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()

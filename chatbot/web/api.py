@@ -1,32 +1,37 @@
 """The HTTP API under /api (JSON and server-sent events), the widget script and its demo page.
 
 Simplifies: pydantic models give the OpenAPI schema and type checks; the core's `validate`
-remains the single place for the limits (length, history size) and its messages. Every failure
-leaves as {"error": "..."} with a 4xx/5xx status, never as an HTML page or a bare 500.
+remains the single place for the limits (length, history size) and its messages, called here
+before the bot is even asked for. Answers are computed `web_concurrency` at a time (a capacity
+limiter, not the shared threadpool, so health checks never wait behind answers); how many may
+wait is capped in front (chatbot/web/gate.py). Every failure leaves as {"error": "..."} with a
+4xx/5xx status, never as an HTML page or a bare 500.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from chatbot.core import validate
 from chatbot.errors import ChatbotError
 from chatbot.language import Messages
 from chatbot.schema import Answer
 from chatbot.settings import Settings
 from chatbot.web.feedback import FeedbackLog
 from chatbot.web.loader import BotHolder
-from chatbot.web.stream import pieces, sse
+from chatbot.web.stream import AnswerStream, sse
 
 log = logging.getLogger("chatbot.web")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -36,14 +41,26 @@ UI_KEYS = (
 )  # fmt: skip
 
 
-class Turn(BaseModel):
+def _encodable(text: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"); no model, log or response can encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+
+
+class HistoryItem(BaseModel):
     role: Literal["user", "assistant"]
-    content: StrictStr
+    content: Text
 
 
 class AskRequest(BaseModel):
-    question: StrictStr = Field(description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"])
-    history: list[Turn] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
+    question: Text = Field(description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"])
+    history: list[HistoryItem] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
 
 
 class CitationOut(BaseModel):
@@ -71,8 +88,8 @@ class AnswerOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    question: StrictStr = Field(max_length=20_000)
-    answer: StrictStr = Field(max_length=50_000)
+    question: Text = Field(max_length=20_000)
+    answer: Text = Field(max_length=50_000)
     rating: Literal["up", "down"]
 
 
@@ -82,13 +99,14 @@ class Health(BaseModel):
     fingerprint: str
     embedder: str
     units: int
+    pid: int = Field(description="The worker process that answered (several with `serve --workers N`).")
 
 
 class ErrorOut(BaseModel):
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (413, 415, 422, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (413, 415, 422, 429, 503)}
 
 
 def require_json(request: Request) -> None:
@@ -131,17 +149,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
-    json_only = [Depends(require_json)]  # body size: limited in front of /api (chatbot/web/server.py)
+    json_only = [Depends(require_json)]  # rate, queue and body size: limited in front of /api (chatbot/web/gate.py)
+    compute = CapacityLimiter(settings.web_concurrency)
 
-    async def answer(req: AskRequest) -> Answer:
-        bot = await run_in_threadpool(holder.get)
-        history = [t.model_dump() for t in req.history]
-        return await run_in_threadpool(bot.answer, req.question, history)  # CPU-bound: off the event loop
+    def checked_history(req: AskRequest) -> list[dict[str, str]]:
+        """The request's history, checked with the question (422 before any model work)."""
+        items = [t.model_dump() for t in req.history]
+        validate(req.question, items, settings)
+        return items
 
     @router.post("/ask", response_model=AnswerOut, dependencies=json_only)
     async def ask(req: AskRequest) -> dict[str, Any]:
         """Answer one question (with optional history); the answer cites numbered passages."""
-        return (await answer(req)).to_dict()
+        items = checked_history(req)
+        bot = await run_in_threadpool(holder.get)
+        answer: Answer = await to_thread.run_sync(bot.answer, req.question, items, limiter=compute)  # CPU-bound: off the loop
+        return answer.to_dict()
 
     @router.post(
         "/ask/stream",
@@ -150,15 +173,19 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         dependencies=json_only,
     )
     async def ask_stream(req: AskRequest) -> StreamingResponse:
-        """The same answer as server-sent events; errors are found before the stream starts and sent as JSON."""
-        result = await answer(req)
-        delay = settings.stream_delay_ms / 1000
+        """The answer as server-sent events. Errors in the question are found before the stream
+        starts and sent as JSON; the `final` answer is authoritative (it may revise the deltas)."""
+        items = checked_history(req)
+        bot = await run_in_threadpool(holder.get)
+        stream = await AnswerStream.open(bot, req.question, items, limiter=compute)
 
         async def events() -> AsyncIterator[str]:
-            for piece in pieces(result.answer):
-                yield sse("delta", {"text": piece})
-                await asyncio.sleep(delay)
-            yield sse("final", result.to_dict())
+            try:
+                async for kind, value in stream.events(settings.stream_delay_ms / 1000):
+                    yield sse(kind, {"text": value} if kind == "delta" else value.to_dict())
+            except Exception as exc:  # the status line is sent already: report in-band
+                log.exception("stream failed")
+                yield sse("error", {"error": str(exc) if isinstance(exc, ChatbotError) else "internal error"})
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
@@ -167,7 +194,7 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
     async def health() -> dict[str, Any]:
         """Loads the index if needed; 503 with the reason when it cannot."""
         info = (await run_in_threadpool(holder.get)).index_info
-        return {"status": "ok", "index_loaded": True, "fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units}
+        return {"status": "ok", "index_loaded": True, "fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units, "pid": os.getpid()}
 
     @router.post("/feedback", status_code=201, dependencies=json_only)
     async def post_feedback(item: FeedbackIn) -> dict[str, str]:
@@ -182,7 +209,7 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
 
     known = {getattr(r, "path", "") for r in router.routes}
 
-    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
     async def not_found(rest: str) -> None:
         # without this, unknown /api paths would fall through to the Gradio app mounted at /
         if f"/api/{rest}" in known:

@@ -62,7 +62,7 @@ def passage_markdown(c: Citation) -> str:
     if c.highlight:
         a, b = max(0, c.highlight[0]), min(len(text), c.highlight[1])
         if a < b:
-            span = text[a:b].replace("\n", f"{_CLOSE}\n{_OPEN}")
+            span = re.sub(r"\n+", lambda m: f"{_CLOSE}{m.group()}{_OPEN}", text[a:b])
             text = f"{text[:a]}{_OPEN}{span}{_CLOSE}{text[b:]}"
     return _escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")
 

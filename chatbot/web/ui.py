@@ -7,7 +7,6 @@ mapping and "New chat" all read that list, never the rendered Markdown.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import os
@@ -23,7 +22,7 @@ from chatbot.settings import Settings
 from chatbot.web.feedback import FeedbackLog
 from chatbot.web.loader import BotHolder
 from chatbot.web.safe import answer_markdown, inert, passage_markdown, source_title
-from chatbot.web.stream import pieces
+from chatbot.web.stream import AnswerStream
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a server that may be offline
 import gradio as gr  # noqa: E402  (after the environment switch above)
@@ -48,7 +47,8 @@ def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) 
             text = partial or msgs.get("thinking", lang)
             chat.append({"role": "assistant", "content": answer_markdown(text, i, ids)})
         else:
-            chat.append({"role": "assistant", "content": answer_markdown(answer.answer, i, ids)})
+            notes = "".join(f"\n\n_{inert(note)}_" for note in answer.notes)  # e.g. "the generated answer was corrected"
+            chat.append({"role": "assistant", "content": answer_markdown(answer.answer, i, ids) + notes})
             for c in answer.citations:
                 chat.append({"role": "assistant", "content": passage_markdown(c), "metadata": {"title": source_title(c, i), "status": "done"}})
         owners += [i] * (len(chat) - len(owners))
@@ -85,20 +85,21 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         yield "", render(turns, messages, lang)[0], turns
         try:
             bot = await run_in_threadpool(holder.get)
-            answer = await run_in_threadpool(bot.answer, question, core_history(turns[:-1], settings))
+            stream = await AnswerStream.open(bot, question, core_history(turns[:-1], settings))
+            shown = ""
+            async for kind, value in stream.events(settings.stream_delay_ms / 1000, words=3):
+                if kind == "delta":
+                    shown += value
+                    yield "", render(turns, messages, lang, partial=shown)[0], turns
+                else:
+                    turns[-1] = {"question": question, "answer": value}
         except Exception as exc:  # the adapter boundary: the visitor gets a message, the log the details
             if not isinstance(exc, ChatbotError):
                 log.exception("web chat: unexpected error")
             gr.Warning(str(exc) if isinstance(exc, ChatbotError) else messages.get("error_generic", lang))
             yield message, render(turns[:-1], messages, lang)[0], turns[:-1]
             return
-        turns[-1] = {"question": question, "answer": answer}
-        shown = ""
-        for piece in pieces(answer.answer, 3):
-            shown += piece
-            yield "", render(turns, messages, answer.language, partial=shown)[0], turns
-            await asyncio.sleep(settings.stream_delay_ms / 1000)
-        yield "", render(turns, messages, answer.language)[0], turns
+        yield "", render(turns, messages, turns[-1]["answer"].language)[0], turns
 
     def on_like(turns: Turns, data: gr.LikeData) -> None:
         if data.liked not in (True, False):

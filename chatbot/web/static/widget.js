@@ -22,6 +22,7 @@
     target: attr("target")
   };
   var MAX_HISTORY = 20; // messages sent back as context; the server enforces its own limits too
+  var MAX_HISTORY_CHARS = 20000; // the server's default max_history_chars: past it, the question would be refused
   var S = { // replaced by /api/messages in the page's language once it answers
     title: "Ask the article", welcome: "", placeholder: "Ask a question about the article…", send: "Send",
     new_chat: "New chat", open_chat: "Open the chat", close_chat: "Close the chat", question_label: "Your question",
@@ -63,6 +64,7 @@
     ".pending .text { color: #64748b; font-style: italic; }",
     ".error .text { color: #b91c1c; }",
     ".refusal .text { color: #92400e; }",
+    ".note { margin: 8px 0 0; font-size: 13px; font-style: italic; color: #64748b; }",
     ".cite { border: 0; background: none; padding: 0 1px; color: var(--article-chat-accent, #1d4ed8); font-weight: 600; }",
     ".cite:hover { text-decoration: underline; }",
     ".sources { margin-top: 8px; border-top: 1px solid #e2e8f0; padding-top: 6px; }",
@@ -244,6 +246,17 @@
 
     function scrollDown() { log.scrollTop = log.scrollHeight; }
 
+    // The latest question/answer pairs that fit both limits (JS counts UTF-16 units: never more than the server).
+    function recentHistory() {
+      var out = [], chars = 0;
+      for (var i = history.length - 2; i >= 0 && out.length + 2 <= MAX_HISTORY; i -= 2) {
+        chars += history[i].content.length + history[i + 1].content.length;
+        if (chars > MAX_HISTORY_CHARS) break;
+        out.unshift(history[i], history[i + 1]);
+      }
+      return out;
+    }
+
     function addMessage(cls, text) {
       var box = el("div", "msg " + cls);
       var body = el("div", "text", text);
@@ -281,6 +294,7 @@
         });
         msg.text.appendChild(link);
       });
+      (answer.notes || []).forEach(function (note) { msg.box.appendChild(el("p", "note", String(note))); });
       if (answer.citations && answer.citations.length) {
         var sources = el("div", "sources");
         sources.appendChild(el("p", "sources-label", S.sources));
@@ -334,7 +348,7 @@
         var res = await fetch(API + "/api/ask/stream", {
           method: "POST",
           headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-          body: JSON.stringify({ question: question, history: history.slice(-MAX_HISTORY) })
+          body: JSON.stringify({ question: question, history: recentHistory() })
         });
         if (!res.ok) {
           var err = await res.json().catch(function () { return null; });
@@ -348,6 +362,8 @@
             scrollDown();
           } else if (name === "final") {
             final = data;
+          } else if (name === "error") {
+            throw new Error(typeof data.error === "string" ? data.error : S.error_generic);
           }
         });
         if (!final) throw new Error(S.error_generic);

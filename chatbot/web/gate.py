@@ -1,0 +1,132 @@
+"""What stands in front of /api/*, before any JSON parsing or model work.
+
+Simplifies: one ASGI middleware applies every limit in a fixed order, so each refusal is cheap,
+immediate and JSON (never a timeout or an HTML page), and carries CORS headers so the widget on
+another site can read it:
+1. CORS (starlette's CORSMiddleware): the widget may call the API from other sites;
+2. rate: POSTs per client IP per minute (token bucket), 429 with Retry-After;
+3. queue: /api/ask(+stream) in flight at most web_concurrency + api_queue_size, else 503 with
+   Retry-After; the API itself computes at most web_concurrency answers at once (chatbot/web/api.py);
+4. size: bodies over max_request_bytes, 413, even when sent chunked.
+Limits are per process: with `serve --workers N` each worker has its own counters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatbot.settings import Settings
+
+QUEUED_PATHS = ("/api/ask", "/api/ask/stream")
+QUEUE_RETRY_S = 1  # a slot frees as soon as one answer ends: answers take well under a second
+
+
+class RateLimiter:
+    """A token bucket per key: a burst of `per_minute` requests, refilled at per_minute/60 a second."""
+
+    def __init__(self, per_minute: int, max_keys: int = 10_000) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last update)
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 when the request may go (and is counted), else the seconds until one may."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1, now)
+        if len(self._buckets) > self.max_keys:
+            self._prune(now)
+        return 0.0
+
+    def _prune(self, now: float) -> None:
+        # a full bucket is the same as no bucket; if many clients are mid-burst, forget the oldest half
+        # (memory stays bounded under a flood of addresses, at the price of resetting their counts)
+        buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * self.rate < self.capacity}
+        if len(buckets) > self.max_keys // 2:
+            buckets = dict(sorted(buckets.items(), key=lambda kv: kv[1][1])[-(self.max_keys // 2) :])
+        self._buckets = buckets
+
+
+def _refuse(status: int, error: str, retry_after: float | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+class ApiGate:
+    """The limits above, for /api/* only; the Gradio app keeps its own same-site CORS and queue."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.max_body = settings.max_request_bytes
+        self.rate = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+        self.per_minute = settings.rate_limit_per_minute
+        self.max_in_flight = settings.web_concurrency + settings.api_queue_size
+        self.in_flight = 0  # one event loop per process: a plain counter is race-free
+        origins = list(settings.allowed_origins)
+        self.cors = CORSMiddleware(self._gated, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        if self.rate is not None:
+            client = scope.get("client")
+            wait = self.rate.take(client[0] if client else "unknown")
+            if wait:
+                error = f"too many requests: the limit is {self.per_minute} per minute; retry in {math.ceil(wait)} s"
+                return await _refuse(429, error, wait)(scope, receive, send)
+        if scope["path"] not in QUEUED_PATHS:
+            return await self._limited(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            error = f"the server is busy ({self.in_flight} questions in progress); retry in a moment"
+            return await _refuse(503, error, QUEUE_RETRY_S)(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Buffers the (small) body so an oversized one gets a JSON 413, even when chunked."""
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return await self._too_large(scope, receive, send)
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                return await self._too_large(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # later reads wait for the disconnect, as usual
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _refuse(413, f"request body too large (limit {self.max_body} bytes)")(scope, receive, send)
