@@ -6,6 +6,7 @@ Loading (embedder, Chroma, BM25) happens once in the constructor; `answer` is th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -68,6 +69,7 @@ class Chatbot:
         self.retriever = Retriever(self.settings, embedder, client)
         self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions)
         self.vocabulary = self._proper_nouns()
+        detect("warm up the language models", self.settings.languages)  # lingua loads lazily: not on the first question
         from chatbot.llm import Prompter, load_llm
 
         self.llm = load_llm(self.settings)
@@ -142,16 +144,25 @@ class Chatbot:
             timings_ms={"retrieve": (t2 - t1) * 1000, "answer": (t3 - t2 + t1 - t0) * 1000, "total": (t3 - t0) * 1000},
             resolved_question=resolved if resolved != question else "",
         )
-        if self.llm is not None and citations:
-            yield from self._generate(result, resolved, t0)
-        else:
-            for piece in re.findall(r"\S+\s*", result.answer):
-                yield Delta(piece)
-            yield Final(result)
-        log.info(
-            "answer lang=%s answered=%s kind=%s citations=%s total_ms=%.1f reason=%s",
-            lang, result.answered, info.kind, [c.id for c in citations], (time.perf_counter() - t0) * 1000, draft.reason or "-",
-        )
+        events = self._generate(result, resolved, t0) if self.llm is not None and citations else self._replay(result)
+        for event in events:
+            if isinstance(event, Final):
+                # one structured line per answer; the question itself only at DEBUG (it may be personal)
+                a = event.answer
+                log.info(json.dumps({
+                    "event": "answer", "language": lang, "answered": a.answered, "kind": info.kind,
+                    "citations": [c.id for c in a.citations], "timings_ms": {k: round(v, 1) for k, v in a.timings_ms.items()},
+                    "reason": draft.reason or None, "llm": self.llm is not None, "notes": len(a.notes),
+                }))
+                log.debug("question=%r resolved=%r", question, resolved)
+            yield event
+
+    @staticmethod
+    def _replay(answer: Answer) -> Iterator[Event]:
+        """An extractive answer is complete at once; replay it a few words at a time for streaming UIs."""
+        for piece in re.findall(r"\S+\s*", answer.answer):
+            yield Delta(piece)
+        yield Final(answer)
 
     def _generate(self, extractive: Answer, question: str, t0: float) -> Iterator[Event]:
         """Stream the LLM's answer, then check it; fall back to the extractive answer on any failure."""
@@ -167,7 +178,7 @@ class Chatbot:
         first: float | None = None
         t_llm = time.perf_counter()
         try:
-            for token in stream_chat(self.llm, messages):
+            for token in stream_chat(self.llm, messages, self.settings.llm_api_key.get_secret_value()):
                 first = first or time.perf_counter()
                 pieces.append(token)
                 yield Delta(token)

@@ -55,7 +55,7 @@ def load_llm(settings: Settings) -> Any | None:
         return OpenAILike(
             model=settings.llm_model or "default",
             api_base=settings.llm_base_url,
-            api_key=settings.llm_api_key or "not-needed",
+            api_key=settings.llm_api_key.get_secret_value() or "not-needed",
             is_chat_model=True,
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
@@ -105,8 +105,8 @@ def _attr(text: str) -> str:
     return text.replace('"', "'")
 
 
-def stream_chat(llm: Any, messages: list[Any]) -> Iterator[str]:
-    """Token deltas from the model; any client error becomes LLMUnavailable."""
+def stream_chat(llm: Any, messages: list[Any], secret: str = "") -> Iterator[str]:
+    """Token deltas from the model; any client error becomes LLMUnavailable (with the API key scrubbed)."""
     try:
         for chunk in llm.stream_chat(messages):
             if chunk.delta:
@@ -114,7 +114,8 @@ def stream_chat(llm: Any, messages: list[Any]) -> Iterator[str]:
     except ChatbotError:
         raise
     except Exception as exc:  # network, HTTP 5xx, timeout, malformed stream: all mean "no usable answer"
-        raise LLMUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        text = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise LLMUnavailable(text.replace(secret, "***") if secret else text) from None
 
 
 def condense(llm: Any, prompter: Prompter, question: str, history: list[Turn]) -> str | None:

