@@ -111,7 +111,7 @@ def _chart(results: list[dict[str, Any]], path: Path) -> None:
         ax1.bar([m + i * width for m in range(len(metrics))], [res[k] for k in metrics], width, label=res["name"])
     ax1.set_xticks([m + 0.4 - width / 2 for m in range(len(metrics))], metrics)
     ax1.set_ylim(0, 1.05)
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4)
     ax1.set_title("Dev QA set")
     ax2.bar(range(len(results)), [r["cited_chars_mean"] for r in results], color=["C0", "C1", "C2", "C3"])
     ax2.set_xticks(range(len(results)), ["vanilla", "bm25", "dense", "ours"])
