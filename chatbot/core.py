@@ -21,12 +21,15 @@ from chatbot.schema import Answer, Citation, Delta, Event, Final, Turn
 from chatbot.settings import Settings
 
 log = logging.getLogger("chatbot")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # cannot be encoded; the language detector chokes on them
 
 
 def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list[Turn]]:
     """Checks done before any model work; raises InvalidQuestion with a message for people."""
     if not isinstance(question, str):
         raise InvalidQuestion("the question must be a string")
+    if _SURROGATE.search(question):
+        raise InvalidQuestion("the question is not valid Unicode text (it contains a lone surrogate)")
     question = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", question).strip()
     if not question:
         raise InvalidQuestion("the question is empty")
@@ -46,6 +49,8 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
             continue
         if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant") or not isinstance(item.get("content"), str):
             raise InvalidQuestion('each history item must be {"role": "user"|"assistant", "content": str}')
+        if _SURROGATE.search(item["content"]):
+            raise InvalidQuestion("the history is not valid Unicode text (it contains a lone surrogate)")
         total += len(item["content"])
         turns.append(Turn(item["role"], item["content"]))
     if total > settings.max_history_chars:

@@ -21,7 +21,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import parse_file
 
-PIPELINE_VERSION = "4"
+PIPELINE_VERSION = "5"
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
 

@@ -9,7 +9,6 @@ Markdown and HTML are first flattened to the same kind of lines.
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -121,7 +120,7 @@ def html_to_text(markup: str) -> str:
     parser = _HTMLText()
     parser.feed(markup)
     parser.close()
-    return html.unescape("".join(parser.parts))
+    return "".join(parser.parts)  # convert_charrefs already decoded entities once; twice would turn &amp;lt; into <
 
 
 def markdown_to_text(md: str) -> str:

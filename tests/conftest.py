@@ -140,3 +140,112 @@ def web_server(settings: object, built: object, tmp_path_factory: pytest.TempPat
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+# --- browser helpers (tests/test_web_browser.py, tests/test_xss_corpus.py) ---
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads one
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+DESKTOP = {"width": 1280, "height": 800}
+# elements inside the widget's text areas other than those it creates itself ([n] buttons, <mark>)
+WIDGET_FOREIGN_ELEMENTS = """document.querySelector('.article-chat-widget').shadowRoot.querySelectorAll(
+  '.msg .text *:not(button.cite), .passage *:not(mark), summary *, mark *, button.cite *').length"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page that records every request, script error and dialog, so tests can assert that
+    nothing ran and nothing was fetched elsewhere."""
+
+    def __init__(self, browser: object, viewport: dict[str, int]) -> None:
+        self.context = browser.new_context(viewport=viewport)  # type: ignore[attr-defined]
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(30_000)
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: object) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")  # type: ignore[attr-defined]
+        dialog.dismiss()  # type: ignore[attr-defined]
+
+    def assert_inert(self, *origins: str) -> None:
+        self.page.wait_for_timeout(300)  # give any injected handler time to fire
+        assert self.page.evaluate("window.__xss") is None
+        assert not self.dialogs, self.dialogs
+        assert not [u for u in self.requests if "127.0.0.1:9/" in u]
+        strays = [u for u in self.requests if not u.startswith(origins) and not u.startswith(("data:", "blob:"))]
+        assert not strays, strays
+
+
+@pytest.fixture()
+def new_page(browser: object) -> Iterator[object]:
+    pages: list[Page] = []
+
+    def make(viewport: dict[str, int] = DESKTOP) -> Page:
+        pages.append(Page(browser, viewport))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.context.close()
+
+
+def serve_host_page(folder: Path, app_url: str) -> tuple[object, str]:
+    """A site on another origin (another port) embedding the widget with one script tag."""
+    import functools
+    import http.server
+    import threading
+
+    (folder / "index.html").write_text(
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Host site</title>
+<style>body {{ font-family: Georgia, serif; background: #fafaf0; }} * {{ color: purple; }} button {{ background: red !important; }}</style>
+</head><body><h1>A site about something else</h1><p>Its own content, its own styles.</p>
+<div id="inline-box" style="height: 480px; max-width: 640px; border: 1px solid #ccc"></div>
+<script src="{app_url}/widget.js" data-title="Ask the article" data-lang="en" defer></script>
+</body></html>""",
+        encoding="utf-8",
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def chat_ask(page: object, question: str) -> None:
+    """Type a question in the web chat and wait until its answer and sources are complete."""
+    done = page.locator("#chat .bot-row:has(.thought-group)").count()  # type: ignore[attr-defined]
+    page.fill("#question textarea", question)  # type: ignore[attr-defined]
+    page.press("#question textarea", "Enter")  # type: ignore[attr-defined]
+    page.wait_for_function(f"document.querySelectorAll('#chat .bot-row:has(.thought-group)').length > {done}")  # type: ignore[attr-defined]
+
+
+def last_answer(page: object) -> str:
+    return str(page.locator("#chat .bot-row").last.locator("[data-testid=bot]").first.inner_text())  # type: ignore[attr-defined]
+
+
+def widget_ask(page: object, question: str, within: str = ".article-chat-widget") -> None:
+    """Ask in the (first) widget and wait for the final answer or an error (no string-eval
+    waits: the demo page's CSP forbids them, as a careful host site would)."""
+    done = page.locator(f"{within} >> .msg.bot.done")  # type: ignore[attr-defined]
+    before = done.count()
+    page.locator(f"{within} >> textarea").fill(question)  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    done.nth(before).wait_for()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())

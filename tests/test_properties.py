@@ -109,3 +109,13 @@ def test_any_unicode_question_is_validated(question: str) -> None:
         assert len(question) > SETTINGS.max_question_chars or not question.strip() or not question.isprintable()
         return
     assert "\x00" not in q and len(q) <= SETTINGS.max_question_chars
+
+
+def test_lone_surrogates_are_rejected_not_crashing() -> None:
+    for q, h in [("\ud800 hello", []), ("hello", [{"role": "user", "content": "x\udfff"}])]:
+        with pytest.raises(InvalidQuestion, match="surrogate"):
+            validate(q, h, SETTINGS)
+
+
+def test_html_entities_are_decoded_once() -> None:
+    assert "&lt;script&gt;" in html_to_text("<p>&amp;lt;script&amp;gt;</p>")

@@ -371,3 +371,14 @@ def test_oversized_question_and_history_are_refused_before_model_work(settings: 
             for path in ("/api/ask", "/api/ask/stream"):
                 assert_json_error(client.post(path, json=body), 422)
     assert counting.calls == 0
+
+
+def test_workers_get_the_cli_settings_without_copying_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatbot.settings import Settings
+    from chatbot.web.server import _overrides
+
+    monkeypatch.setenv("CHATBOT_LLM_API_KEY", "from-the-environment")
+    parent = Settings().model_copy(update={"llm_enabled": False})  # as `serve --no-llm` makes it
+    data = json.loads(_overrides(parent))
+    assert data == {"llm_enabled": False}
+    assert Settings(**data) == parent  # a worker, reading the same environment

@@ -4,12 +4,9 @@ questions and in indexed documents) rendered as inert text in both UIs."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +14,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, WebServer, free_port, run_app
+from tests.conftest import (
+    CHROMIUM,
+    DESKTOP,
+    ROOT,
+    WIDGET_FOREIGN_ELEMENTS,
+    WebServer,
+    chat_ask,
+    flat,
+    last_answer,
+    run_app,
+    serve_host_page,
+    widget_ask,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 XSS_QUESTION = 'How much did Databricks raise? <img src=x onerror="window.__xss=1"> <script>window.__xss=1</script> ![x](http://127.0.0.1:9/x.png)'
 XSS_DOC = """<!doctype html><html><head><title>Zorglub</title></head><body>
@@ -41,70 +47,9 @@ if not os.path.exists(CHROMIUM):
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Page:
-    """A page that records every request, so tests can assert nothing was fetched elsewhere."""
-
-    def __init__(self, browser: Any, viewport: dict[str, int]) -> None:
-        self.context = browser.new_context(viewport=viewport)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(30_000)
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def assert_inert(self, *origins: str) -> None:
-        self.page.wait_for_timeout(300)  # give any injected handler time to fire
-        assert self.page.evaluate("window.__xss") is None
-        assert not [u for u in self.requests if "127.0.0.1:9/" in u]
-        strays = [u for u in self.requests if not u.startswith(origins) and not u.startswith(("data:", "blob:"))]
-        assert not strays, strays
-
-
-@pytest.fixture()
-def new_page(browser: Any) -> Iterator[Any]:
-    pages: list[Page] = []
-
-    def make(viewport: dict[str, int] = DESKTOP) -> Page:
-        pages.append(Page(browser, viewport))
-        return pages[-1]
-
-    yield make
-    for p in pages:
-        p.context.close()
-
-
-@pytest.fixture(scope="module")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
-
-
-def serve_host_page(folder: Path, app_url: str) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """A site on another origin (another port) embedding the widget with one script tag."""
-    (folder / "index.html").write_text(
-        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Host site</title>
-<style>body {{ font-family: Georgia, serif; background: #fafaf0; }} * {{ color: purple; }} button {{ background: red !important; }}</style>
-</head><body><h1>A site about something else</h1><p>Its own content, its own styles.</p>
-<div id="inline-box" style="height: 480px; max-width: 640px; border: 1px solid #ccc"></div>
-<script src="{app_url}/widget.js" data-title="Ask the article" data-lang="en" defer></script>
-</body></html>""",
-        encoding="utf-8",
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -127,18 +72,6 @@ def next_feedback(page: Any, server: WebServer, before: int) -> dict[str, Any]:
 
 
 # --- the Gradio chat ---
-
-
-def chat_ask(page: Any, question: str) -> None:
-    """Type a question in the web chat and wait until its answer and sources are complete."""
-    done = page.locator("#chat .bot-row:has(.thought-group)").count()
-    page.fill("#question textarea", question)
-    page.press("#question textarea", "Enter")
-    page.wait_for_function(f"document.querySelectorAll('#chat .bot-row:has(.thought-group)').length > {done}")
-
-
-def last_answer(page: Any) -> str:
-    return str(page.locator("#chat .bot-row").last.locator("[data-testid=bot]").first.inner_text())
 
 
 def test_chat_answers_with_the_cited_passage(new_page: Any, web_server: WebServer, artifacts: Path) -> None:
@@ -204,21 +137,6 @@ def test_chat_question_with_markup_is_inert(new_page: Any, web_server: WebServer
 
 
 # --- the widget on another site ---
-
-
-# elements inside the widget's text areas other than those it creates itself ([n] buttons, <mark>)
-WIDGET_FOREIGN_ELEMENTS = """document.querySelector('.article-chat-widget').shadowRoot.querySelectorAll(
-  '.msg .text *:not(button.cite), .passage *:not(mark), summary *, mark *, button.cite *').length"""
-
-
-def widget_ask(page: Any, question: str, within: str = ".article-chat-widget") -> None:
-    """Ask in the (first) widget and wait for the final answer or an error (no string-eval
-    waits: the demo page's CSP forbids them, as a careful host site would)."""
-    done = page.locator(f"{within} >> .msg.bot.done")
-    before = done.count()
-    page.locator(f"{within} >> textarea").fill(question)
-    page.keyboard.press("Enter")
-    done.nth(before).wait_for()
 
 
 def test_widget_on_another_origin_answers_with_sources(new_page: Any, web_server: WebServer, host_site: str, artifacts: Path) -> None:
@@ -295,10 +213,6 @@ def xss_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
 
 
 ZORGLUB_Q = "How much did Zorglub Capital raise in 2024?"
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")

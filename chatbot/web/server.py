@@ -9,6 +9,7 @@ chat went instead of half-working.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from pydantic import SecretStr
 
 from chatbot.language import Messages
 from chatbot.settings import Settings
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from chatbot.core import Chatbot
 
 log = logging.getLogger("chatbot.web")
-SETTINGS_ENV = "CHATBOT_SERVE_SETTINGS"  # the parent's settings (after CLI flags), as JSON, for worker processes
+SETTINGS_ENV = "CHATBOT_SERVE_OVERRIDES"  # what the CLI changed in the settings (e.g. --no-llm), for worker processes
 WORKERS_PAGE = Path(__file__).resolve().parent / "static" / "workers.html"
 
 
@@ -87,12 +89,22 @@ def create_api_app(settings: Settings, bot: Chatbot | None = None) -> FastAPI:
     return app
 
 
+def _overrides(settings: Settings) -> str:
+    """The fields that differ from what the environment gives, as JSON. Workers read the rest from
+    the same CHATBOT_* variables, so secrets are not copied into another one."""
+    fresh = Settings()
+    changed = {name for name in Settings.model_fields if getattr(settings, name) != getattr(fresh, name)}
+    data = settings.model_dump(mode="json", include=changed)
+    data.update({k: v.get_secret_value() for k in changed if isinstance(v := getattr(settings, k), SecretStr)})  # dumped masked
+    return json.dumps(data)
+
+
 def worker_app() -> FastAPI:
-    """uvicorn's app factory, run in each worker process (they are spawned: settings come as JSON)."""
+    """uvicorn's app factory, run in each worker process (spawned: they see only the environment)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
     for name in ("chromadb", "httpx", "llama_index", "bm25s", "sentence_transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    return create_api_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+    return create_api_app(Settings(**json.loads(os.environ.get(SETTINGS_ENV, "{}"))))
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, workers: int = 1) -> int:
@@ -107,7 +119,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, workers
         print(f"chat: http://{shown}:{port}/  API: /api/ask (docs /docs)  widget: /widget.js (demo /widget/demo)", file=sys.stderr)
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return 0
-    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    os.environ[SETTINGS_ENV] = _overrides(settings)
     print(
         f"API: http://{shown}:{port}/api/ask (docs /docs)  widget: /widget.js (demo /widget/demo) on {workers} worker processes; "
         "the web chat needs --workers 1 (Gradio keeps sessions in one process)",
