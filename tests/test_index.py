@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.errors import CorpusError, IndexLocked, IndexNotReady
+from chatbot.errors import CorpusError, IndexLocked, IndexNotReady, StoreUnavailable
 from index import build as build_mod
 from index import store
 
@@ -57,7 +57,7 @@ def test_crash_mid_build_keeps_previous_index(fresh_settings: object, e5: object
         raise RuntimeError("simulated crash before the switch")
 
     monkeypatch.setattr(store, "write_pointer", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(StoreUnavailable, match="previous index is unchanged"):
         build_mod.build(fresh_settings, [doc], embedder=e5)  # type: ignore[arg-type]
     monkeypatch.setattr(store, "write_pointer", real_write_pointer)
     client = store.make_client(fresh_settings)  # type: ignore[arg-type]
