@@ -75,7 +75,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     validate(args.question, [], settings)  # fail fast, before loading models
     bot = _bot(settings)
     if args.json:
-        print(json.dumps(_public(bot.answer(args.question).to_dict()), ensure_ascii=False))
+        print(json.dumps(bot.answer(args.question).to_dict(), ensure_ascii=False))
     else:
         _print_streamed(bot, args.question, [])
     return 0
@@ -108,13 +108,8 @@ def _print_streamed(bot: Any, question: str, history: list[dict[str, str]]) -> A
     return answer
 
 
-def _public(d: dict[str, Any]) -> dict[str, Any]:
-    return d
-
-
 def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
     bot = _bot(settings)
-    failures = 0
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -130,9 +125,8 @@ def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
                 out = bot.answer(item.get("question"), item.get("history"))
             else:
                 out = bot.answer(line)
-            print(json.dumps(_public(out.to_dict()), ensure_ascii=False), flush=True)
+            print(json.dumps(out.to_dict(), ensure_ascii=False), flush=True)
         except ChatbotError as exc:
-            failures += 1
             print(json.dumps({"error": str(exc), "input": line[:200]}, ensure_ascii=False), flush=True)
     return 0
 

@@ -216,7 +216,6 @@ class Chatbot:
     def _citations(self, draft: Any) -> list[Citation]:
         out: list[Citation] = []
         chunks = [*draft.used, *(h.chunk for h in draft.others)]
-        scores = {h.chunk.id: h.score for h in draft.others}
         for chunk in chunks[: self.settings.top_k] if draft.used or draft.others else []:
             meta = chunk.meta
             out.append(
@@ -225,7 +224,7 @@ class Chatbot:
                     text=chunk.text,
                     section=str(meta.get("section", "")),
                     source=str(meta.get("source", "")),
-                    score=round(float(scores.get(chunk.id, max(scores.values(), default=0.0) * 1.0001 if chunk in draft.used else 0.0)), 4),
+                    score=round(float(draft.scores.get(chunk.id, 0.0)), 4),
                     start=int(meta.get("start", 0)),
                     end=int(meta.get("end", 0)),
                     author=str(meta.get("author", "")),

@@ -10,7 +10,7 @@ raise?" (Mistral is named, no amount is) from an answerable question.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,7 @@ class Draft:
     others: list[Hit]
     highlight: dict[str, tuple[int, int]]  # chunk id -> answer span relative to the chunk text
     reason: str = ""
+    scores: dict[str, float] = field(default_factory=dict)  # chunk id -> fused retrieval score
 
 
 class Extractor:
@@ -259,7 +260,7 @@ class Extractor:
         body = f"{label} : « {quote} » [1]" if lang == "fr" else f"{label}: “{quote}” [1]"
         text = f"{lead} [1]\n\n{body}" if lead else body
         others = [h for h in hits if h.chunk.id != chunk.id]
-        return Draft(True, text, [chunk], others, highlight)
+        return Draft(True, text, [chunk], others, highlight, scores={h.chunk.id: h.score for h in hits})
 
     def _passage_language(self, chunk: Chunk) -> str:
         doc = self.r.documents.get(str(chunk.meta.get("doc_id")), {})
@@ -278,4 +279,4 @@ class Extractor:
             text = self.msg.get("refusal_partial", lang, entity=entity)
         else:
             text = self.msg.get("refusal", lang)
-        return Draft(False, text, [], hits, {}, reason)
+        return Draft(False, text, [], hits, {}, reason, scores={h.chunk.id: h.score for h in hits})
