@@ -93,6 +93,7 @@ class Retriever:
         self._dense = self._dense_retriever(col)
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
+        self._authors = {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author")}
         self._guard, self._guard_matrix = self._topic_guard()
         self._reranker = self._load_reranker()
 
@@ -239,7 +240,7 @@ class Retriever:
 
     def named_authors(self, query: str) -> set[str]:
         q = query.lower()
-        return {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author") and str(c.meta["author"]).lower() in q}
+        return {a for a in self._authors if a.lower() in q}
 
     def asks_about_section(self, query: str) -> bool:
         """Does the question point at a part of the corpus (comments, related articles, an author)?"""

@@ -104,8 +104,10 @@ def build(
     with store.writer_lock(settings, timeout=lock_timeout):
         client = _open_for_writing(settings, rebuild, warn)
         current = store.read_pointer(client, settings)
+        corpus = [read_document(Path(p)) for p in settings.corpus]
+        corpus_ids = {d.doc_id for d in corpus}
         docs: dict[str, SourceDoc] = {}
-        for d in [*(read_document(Path(p)) for p in settings.corpus), *stored_documents(client, current), *kept_documents(settings)]:
+        for d in [*corpus, *stored_documents(client, current), *kept_documents(settings)]:
             docs.setdefault(d.doc_id, d)
         added = [d.source for d in new_docs if d.doc_id not in docs]
         for d in new_docs:
@@ -136,7 +138,6 @@ def build(
             if progress:
                 progress(min(i + batch, len(todo)), len(todo))
         try:
-            corpus_ids = _corpus_ids(settings)
             keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
             info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned)
             store.write_pointer(client, settings, info)
@@ -146,10 +147,6 @@ def build(
             raise StoreUnavailable(f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged") from exc
         store.prune(client, settings, keep={info.collection, current.collection if current else ""})
         return BuildReport("built", info, len(docs), added, len(todo), time.perf_counter() - t0)
-
-
-def _corpus_ids(settings: Settings) -> set[str]:
-    return {read_document(Path(p)).doc_id for p in settings.corpus}
 
 
 def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], None] | None) -> Any:
