@@ -190,12 +190,46 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from chatbot.train import train
+
+    settings = _settings()
+    models = train(settings, xquad_titles=args.xquad)
+    print(f"answer models written to {settings.models_path} ({models.meta['questions']} bank questions, {models.meta['extra_questions']} XQuAD)")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.data is None:
+        return _eval_bank(args)
     from chatbot.evaluate import main as eval_main
 
     settings = _settings()
     # five citations so hit@5 can be measured; the answer and its first three are unchanged
     return eval_main(args, _bot(settings.model_copy(update={"top_k": max(5, settings.top_k)})))
+
+
+def _eval_bank(args: argparse.Namespace) -> int:
+    """Leave-one-article-out over the question bank; with --heldout, the untouched articles too."""
+    import json as _json
+
+    from chatbot import train as T
+    from chatbot.model import AnswerModels
+
+    settings = _settings()
+    records = T.collect(settings, args.xquad)
+    rep = T.report(T.leave_one_article_out(records, settings.answer_threshold))
+    out: dict[str, Any] = {"leave_one_article_out": rep}
+    if args.heldout:
+        held = [r for r in T.collect(settings, 0, include_heldout=True) if r.article in {a.id for a in T.bank.load_articles() if a.heldout}]
+        out["heldout"] = T.report(T.score(AnswerModels.load(settings.models_path), held, settings.answer_threshold))
+    if args.json:
+        print(_json.dumps(out, indent=1, ensure_ascii=False))
+    else:
+        T.print_report("leave-one-article-out (models fitted without the article scored)", rep)
+        if "heldout" in out:
+            T.print_report("held-out articles (questions written first, shipped models)", out["heldout"])
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -235,8 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another indexer to finish")
     i.set_defaults(func=cmd_index)
 
-    e = sub.add_parser("eval", help="measure answers on the dev QA set")
-    e.add_argument("--data", default=str(Path(__file__).resolve().parent.parent / "tests" / "data" / "qa_dev.jsonl"))
+    t = sub.add_parser("train", help="fit the answer models on the question bank (needs the .[train] extra)")
+    t.add_argument("--xquad", type=int, default=12, metavar="N", help="XQuAD titles added to the sentence-ranking data")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="leave-one-article-out figures over the question bank (or --data FILE: one QA file)")
+    e.add_argument("--data", default=None, help="a JSONL QA file scored on the current index instead of the bank")
+    e.add_argument("--heldout", action="store_true", help="also score the untouched held-out articles with the shipped models")
+    e.add_argument("--xquad", type=int, default=12, metavar="N", help="XQuAD titles added to the sentence-ranking data")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     e.add_argument("--show-failures", action="store_true")
     e.set_defaults(func=cmd_eval)

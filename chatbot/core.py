@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from chatbot.errors import InvalidQuestion
 from chatbot.followup import resolve
 from chatbot.language import Messages, detect
@@ -59,7 +61,7 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
 
 
 class Chatbot:
-    def __init__(self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None) -> None:
+    def __init__(self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None, fitted: bool = True) -> None:
         from chatbot.extract import Extractor
         from chatbot.retrieve import Retriever
 
@@ -72,7 +74,10 @@ class Chatbot:
         self.messages = Messages(self.settings.prompts_dir / "messages.json")
         self.mentions = Mentions(self.settings.prompts_dir / "aliases.json")
         self.retriever = Retriever(self.settings, embedder, client)
-        self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions)
+        from chatbot.model import AnswerModels
+
+        models = AnswerModels.load(self.settings.models_path) if fitted else None  # unfitted: training collects features
+        self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions, models)
         self.vocabulary = self._proper_nouns()
         detect("warm up the language models", self.settings.languages)  # lingua loads lazily: not on the first question
         from chatbot.llm import Prompter, load_llm
@@ -117,10 +122,9 @@ class Chatbot:
         assert final is not None
         return final
 
-    def stream(self, question: Any, history: Iterable[Any] | None = None) -> Iterator[Event]:
-        """Deltas of the answer as it forms, then one Final with the checked answer and citations.
-        Validation errors are raised before anything is yielded."""
-        t0 = time.perf_counter()
+    def prepare(self, question: Any, history: Iterable[Any] | None = None) -> tuple[str, Any, np.ndarray, list[Any], str, bool]:
+        """The steps before the answer decision: (resolved question, analysis, query vector, hits,
+        language, follow-up?). Shared by `stream` and by training, so both see the same inputs."""
         question, turns = validate(question, list(history) if history is not None else None, self.settings)
         lang = self.language_of(question, turns)
         resolved = resolve(question, turns, lang)
@@ -133,11 +137,18 @@ class Chatbot:
             # an elliptic follow-up glued to the previous question: its own names are the subject now
             own = analyze(question, lang, self.vocabulary).entities
             info.entities = own or info.entities
-        t1 = time.perf_counter()
         qvec = self.retriever.embed_query(resolved)
         hits = self.retriever.search(resolved, qvec)
+        return resolved, info, qvec, hits, lang, bool(turns)
+
+    def stream(self, question: Any, history: Iterable[Any] | None = None) -> Iterator[Event]:
+        """Deltas of the answer as it forms, then one Final with the checked answer and citations.
+        Validation errors are raised before anything is yielded."""
+        t0 = time.perf_counter()
+        question, _ = validate(question, list(history) if history is not None else None, self.settings)
+        resolved, info, qvec, hits, lang, followup = self.prepare(question, history)
         t2 = time.perf_counter()
-        draft = self.extractor.answer(info, qvec, hits, lang)
+        draft = self.extractor.answer(info, qvec, hits, lang, followup=followup)
         citations = self._citations(draft)
         t3 = time.perf_counter()
         result = Answer(
@@ -146,8 +157,9 @@ class Chatbot:
             answered=draft.answered,
             language=lang,
             citations=citations,
-            timings_ms={"retrieve": (t2 - t1) * 1000, "answer": (t3 - t2 + t1 - t0) * 1000, "total": (t3 - t0) * 1000},
+            timings_ms={"retrieve": (t2 - t0) * 1000, "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000},
             resolved_question=resolved if resolved != question else "",
+            confidence=draft.confidence,
         )
         events = self._generate(result, resolved, t0) if self.llm is not None and citations else self._replay(result)
         for event in events:
@@ -157,7 +169,7 @@ class Chatbot:
                 log.info(json.dumps({
                     "event": "answer", "language": lang, "answered": a.answered, "kind": info.kind,
                     "citations": [c.id for c in a.citations], "timings_ms": {k: round(v, 1) for k, v in a.timings_ms.items()},
-                    "reason": draft.reason or None, "llm": self.llm is not None, "notes": len(a.notes),
+                    "reason": draft.reason or None, "llm": self.llm is not None, "notes": len(a.notes), "confidence": round(a.confidence, 3),
                 }))
                 log.debug("question=%r resolved=%r", question, resolved)
             yield event

@@ -48,3 +48,8 @@ class EmbedderUnavailable(ChatbotError):
 
     exit_code = 7
     http_status = 503
+
+
+class ModelMissing(IndexNotReady):
+    """The fitted answer models are absent or unreadable; run `python app.py train`."""
+

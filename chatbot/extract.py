@@ -1,10 +1,10 @@
 """Extractive answers: choose the sentence that answers, put the answer span first, quote it.
 
-Simplifies: no generation. Among the sentences of the best passages we pick the one that is
-closest to the question *and* carries what it asks for: the entities it names and an answer of
-the right kind (an amount for "how much", a share for "what share"...). When no sentence does,
-the honest answer is a refusal; checking the sentence is what tells "How much did Mistral
-raise?" (Mistral is named, no amount is) from an answerable question.
+Simplifies: no generation. Every sentence of the best passages is a candidate; fitted models
+(chatbot/model.py, trained by `python app.py train` on the question bank) score how likely each
+one answers, and how likely the best one is a right answer at all. That probability, calibrated
+on articles the models never saw, is the answer's confidence: below the threshold the honest
+answer is "the article does not seem to say", with the closest passages shown.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chatbot import features as F
 from chatbot import spans
 from chatbot.language import Messages
-from chatbot.question import Mentions, QuestionInfo, _word_in, aspects, content_words, fold, has_aspect
+from chatbot.model import AnswerModels
+from chatbot.question import KINDS, Mentions, QuestionInfo, _word_in, aspects, content_words, fold, folded_words, has_aspect
 from chatbot.retrieve import Chunk, Hit, Retriever, Sentence
 from chatbot.settings import Settings
 
@@ -46,12 +48,6 @@ def _same_time(asked: list[str], text: str) -> bool:
     return any(g.search(" ".join(asked)) and g.search(text) for g in _TIME_GROUPS)
 
 
-_QUOTE_MARK = re.compile(r"[«»“”„\"]")
-_CAUSAL = re.compile(
-    r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|weil|denn|grund|aufgrund|wegen|da)\b", re.I
-)
-
-
 @dataclass
 class Choice:
     hit: Hit
@@ -61,6 +57,8 @@ class Choice:
     items: list[str]
     has_entities: bool
     has_kind: bool
+    features: dict[str, float] = field(default_factory=dict)
+    lead: str = ""  # for questions about the whole article: the title, said first
 
 
 @dataclass
@@ -72,21 +70,33 @@ class Draft:
     highlight: dict[str, tuple[int, int]]  # chunk id -> answer span relative to the chunk text
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)  # chunk id -> fused retrieval score
+    confidence: float = 0.0
+
+
+@dataclass
+class Assessment:
+    """Everything the answer decision rests on; `python app.py train` fits the models on these."""
+
+    choices: list[Choice]
+    question: dict[str, float]
+    missing: list[str]
 
 
 class Extractor:
-    def __init__(self, settings: Settings, retriever: Retriever, messages: Messages, mentions: Mentions) -> None:
+    def __init__(self, settings: Settings, retriever: Retriever, messages: Messages, mentions: Mentions, models: AnswerModels | None = None) -> None:
         self.s = settings
         self.r = retriever
         self.msg = messages
         self.mentions = mentions
+        self.models = models
         self.corpus = retriever.corpus_text() + "\n" + " ".join(
-            str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date")
+            str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date", "title")
         )
         self.corpus_words = set(re.findall(r"\w+", fold(self.corpus)))
         import bm25s.stopwords as sw
 
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
+        self.default_idf = max(retriever.idf.values(), default=1.0)
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
@@ -112,56 +122,119 @@ class Extractor:
             out.append(e)
         return out
 
-    # ---- choosing ------------------------------------------------------------------------
-    def choose(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit]) -> list[Choice]:
+    # ---- candidates ----------------------------------------------------------------------
+    def assess(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False) -> Assessment:
+        """Candidates with their features and model scores, and the question-level features."""
         required = self._required(info)
         asked_aspects = aspects(info.text, info.kind)
         asked_time = _TIME.findall(info.text)
-        qwords = set(content_words(info.text))
+        qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
+        about_q = 1.0 if F.ABOUT_ARTICLE.search(info.text) else 0.0
+        readers_q = 1.0 if self.r.asks_about_readers(info.text) else 0.0
+        related_q = 1.0 if self.r.asks_about_related(info.text) else 0.0
+        e5_all = self.r.sentence_matrix @ qvec if len(self.r.sentences) else np.zeros(0)
+        qsec = self.r.second_query(info.text)
+        use_all = self.r.second_matrix @ qsec if qsec.size and self.r.second_matrix.size else np.zeros(len(self.r.sentences))
+        groups = self.r.sentence_language
+        e5_z, e5_top = F.zscore(e5_all, groups) if len(e5_all) else (e5_all, e5_all)
+        use_z, use_top = F.zscore(use_all, groups) if len(use_all) else (use_all, use_all)
+        e5_max = float(e5_all.max()) if len(e5_all) else 0.0
+        use_max = float(use_all.max()) if len(use_all) else 0.0
         top = hits[: self.s.answer_candidates]
-        best_fused = top[0].score if top else 1.0
+        lead_hit = self._lead_hit(hits)
+        if lead_hit is not None and all(h.chunk.id != lead_hit.chunk.id for h in top):
+            top = [*top, lead_hit]
+        best_fused = max((h.score for h in top), default=1.0) or 1.0
+        best_bm25 = max((h.bm25 for h in top), default=0.0) or 1.0
         choices: list[Choice] = []
         for rank, hit in enumerate(top):
-            context = " ".join(str(hit.chunk.meta.get(k, "")) for k in ("author", "speaker", "heading"))
-            scored = self.r.sentence_scores(qvec, hit.chunk)
-            for i, (sent, sim) in enumerate(scored):
+            chunk = hit.chunk
+            context = " ".join(str(chunk.meta.get(k, "")) for k in ("author", "speaker", "heading"))
+            idx = chunk.sentences
+            is_lead = lead_hit is not None and chunk.id == lead_hit.chunk.id
+            for pos, i in enumerate(idx):
+                sent = self.r.sentences[i]
                 quoted = [sent]
-                if i > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
-                    quoted.insert(0, scored[i - 1][0])
-                # a quotation often runs over two sentences: keep its continuation with it
-                if info.kind == "quote" and i + 1 < len(scored) and _QUOTE_MARK.search(sent.text) and _QUOTE_MARK.search(scored[i + 1][0].text):
-                    quoted.append(scored[i + 1][0])
+                if pos > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
+                    quoted.insert(0, self.r.sentences[idx[pos - 1]])
+                if info.kind == "quote" and pos + 1 < len(idx) and F.QUOTE_MARK.search(sent.text) and F.QUOTE_MARK.search(self.r.sentences[idx[pos + 1]].text):
+                    quoted.append(self.r.sentences[idx[pos + 1]])  # a quotation often runs over two sentences
+                if is_lead and about_q and pos == 0 and len(idx) > 1:
+                    quoted.append(self.r.sentences[idx[1]])
                 text = " ".join(q.text for q in quoted)
-                if info.kind == "list" and hit.chunk.meta.get("kind") == "list":
-                    text = hit.chunk.text
-                    quoted = [self.r.sentences[j] for j in hit.chunk.sentences]
+                if info.kind == "list" and chunk.meta.get("kind") == "list":
+                    text = chunk.text
+                    quoted = [self.r.sentences[j] for j in idx]
                 present = sum(self.mentions.mentioned(e, text + " " + context) for e in required)
-                # with several names, one may live in a neighbouring paragraph (a speaker introduced earlier)
                 has_entities = present == len(required) or (len(required) >= 2 and present >= len(required) - len(required) // 2)
-                span, items, has_kind = self._answer_part(info, sent.text, text, hit.chunk)
+                span, items, has_kind = self._answer_part(info, sent.text, text, chunk)
                 if any(not has_aspect(a, text) for a in asked_aspects):
                     has_kind = False
-                bonus = 0.0
-                if info.kind == "why" and _CAUSAL.search(text):
-                    bonus = self.s.w_kind
-                if info.kind == "quote" and _QUOTE_MARK.search(sent.text):
-                    bonus = self.s.w_kind
-                if asked_time and _same_time(asked_time, text):
-                    bonus += self.s.w_overlap
-                overlap = len(qwords & set(content_words(text + " " + context))) / max(1, len(qwords))
-                score = (
-                    sim
-                    + self.s.w_chunk * hit.score / best_fused
-                    + self.s.w_overlap * overlap
-                    + self.s.w_entities * (1.0 if has_entities and required else 0.0)
-                    + self.s.w_kind * (1.0 if has_kind else 0.0)
-                    + bonus
-                    + self.s.w_entities * (present - len(required)) * 0.5
-                    - self.s.w_rank * rank
-                )
-                choices.append(Choice(hit, quoted, score, span, items, has_entities, has_kind))
+                words = folded_words(text + " " + context)
+                sec_lang = groups[i] if i < len(groups) else ""
+                comment = 1.0 if chunk.meta.get("section") == "comment" else 0.0
+                related = 1.0 if chunk.meta.get("section") == "related" else 0.0
+                lead = 1.0 if is_lead and pos <= 1 else 0.0
+                typed = 1.0 if info.kind in TYPED else 0.0
+                f = {
+                    "e5": float(e5_all[i]), "e5_gap": float(e5_all[i]) - e5_max, "e5_z_lang": float(e5_z[i]), "e5_top_lang": float(e5_top[i]),
+                    "use": float(use_all[i]), "use_gap": float(use_all[i]) - use_max, "use_z_lang": float(use_z[i]), "use_top_lang": float(use_top[i]),
+                    "fused": hit.score / best_fused, "chunk_rank": 1.0 / (1 + rank), "bm25": hit.bm25 / best_bm25,
+                    "overlap": sum(1 for w in qwords if _word_in(w, words)) / max(1, len(qwords)),
+                    "idf_overlap": F.idf_overlap(qwords, words, self.r.idf, self.default_idf),
+                    "ent_required": min(len(required), 3) / 3, "ent_frac": present / len(required) if required else 1.0,
+                    "ent_all": 1.0 if required and has_entities else 0.0,
+                    "typed": typed, "kind_ok": 1.0 if has_kind else 0.0, "typed_ok": typed * (1.0 if has_kind else 0.0),
+                    "span": 1.0 if span is not None or items else 0.0,
+                    "time_asked": 1.0 if asked_time else 0.0, "time_ok": 1.0 if asked_time and _same_time(asked_time, text) else 0.0,
+                    "comment": comment, "readers_q": readers_q, "comment_x_readers": comment * readers_q,
+                    "related": related, "related_q": related_q, "related_x": related * related_q,
+                    "same_lang": 1.0 if sec_lang == lang else 0.0, "lead": lead, "about_q": about_q, "lead_x_about": lead * about_q,
+                    "quote_ok": 1.0 if info.kind == "quote" and F.QUOTE_MARK.search(text) else 0.0,
+                    "why_ok": 1.0 if info.kind == "why" and F.CAUSAL.search(text) else 0.0,
+                    "joined": 1.0 if len(quoted) > 1 else 0.0, "length": F.log_length(text),
+                    "byline": 1.0 if F.BYLINE.search(sent.text) else 0.0,
+                    "heading": 1.0 if chunk.meta.get("kind") in ("heading", "headline") else 0.0,
+                }
+                title = str(chunk.meta.get("title") or "") if lead and about_q else ""
+                choices.append(Choice(hit, quoted, 0.0, span, items, has_entities, has_kind, f, lead=title))
+        if self.models is not None and choices:
+            logits = self.models.sentence.logit([c.features for c in choices])
+            for c, z in zip(choices, logits, strict=True):
+                c.score = float(z)
         choices.sort(key=lambda c: -c.score)
-        return choices
+        missing = self.missing_from_corpus(info)
+        q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
+        return Assessment(choices, q, missing)
+
+    def _question_features(
+        self, info: QuestionInfo, choices: list[Choice], hits: list[Hit], missing: list[str], required: list[str],
+        about_q: float, followup: bool, use_max: float,
+    ) -> dict[str, float]:
+        base = {
+            "dense_max": max((h.dense for h in hits[:5]), default=0.0), "use_max": use_max,
+            "missing": min(len(missing), 3) / 3, "missing_any": 1.0 if missing else 0.0, "coverage": self.coverage(info),
+            "n_required": min(len(required), 3) / 3, "about_q": about_q, "followup": 1.0 if followup else 0.0,
+            "n_words": min(len(info.text.split()), 30) / 30,
+        }
+        for k in KINDS:
+            base[f"kind_{k}"] = 1.0 if info.kind == k else 0.0
+        return F.question_features(base, [(c.score, c.features) for c in choices])
+
+    def _lead_hit(self, hits: list[Hit]) -> Hit | None:
+        """The first paragraph of the best passage's document: what "what is this about?" wants."""
+        if not hits:
+            return None
+        doc_id = hits[0].chunk.meta.get("doc_id")
+        firsts = [c for c in self.r.chunks.values() if c.meta.get("doc_id") == doc_id and c.meta.get("section") not in ("comment", "related")
+                  and c.meta.get("kind") == "paragraph" and c.sentences]
+        if not firsts:
+            return None
+        chunk = min(firsts, key=lambda c: int(c.meta.get("start", 0)))
+        for h in hits:
+            if h.chunk.id == chunk.id:
+                return h
+        return Hit(chunk, 0.0, 0.0, 0.0, 0.0)
 
     def _answer_part(self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk) -> tuple[spans.Span | None, list[str], bool]:
         kind = info.kind
@@ -188,7 +261,7 @@ class Extractor:
             # places are not an answer to "who" (Europe, Chine): they are the alias vocabulary
             people = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info) and not self._is_place(n.text)]
             speaker = str(chunk.meta.get("speaker") or "")
-            if speaker and _QUOTE_MARK.search(sentence) and not self._is_asked(speaker, info):
+            if speaker and F.QUOTE_MARK.search(sentence) and not self._is_asked(speaker, info):
                 people.insert(0, speaker)
             people = list(dict.fromkeys(people))
             return None, people[:3], bool(people)
@@ -205,26 +278,27 @@ class Extractor:
         return any(n in self.mentions.variants(e) or n in fold(e) or fold(e) in n for e in info.entities)
 
     # ---- composing -----------------------------------------------------------------------
-    def answer(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str) -> Draft:
+    def confidence(self, a: Assessment) -> float:
+        """Calibrated probability that the best candidate is a right answer (0 without models)."""
+        if self.models is None or not a.choices:
+            return 0.0
+        raw = float(self.models.answerable.prob([a.question])[0])
+        return self.models.calibration(raw)
+
+    def answer(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False) -> Draft:
         if not hits:
             return self._refuse(lang, [], "no passages", offtopic=True)
-        missing = self.missing_from_corpus(info)
-        if missing:
-            return self._refuse(lang, [], f"not in corpus: {', '.join(missing)}", offtopic=True)
-        dense = max(h.dense for h in hits[:5])
-        if dense < self.s.min_dense_score:
-            return self._refuse(lang, [], f"off-topic (similarity {dense:.3f})", offtopic=True)
-        names_known = any(self.mentions.mentioned(e, self.corpus) for e in self._required(info)) or self.r.asks_about_section(info.text)
-        if not names_known and self.coverage(info) < 0.5 and (guard := self.r.topic_similarity(info.text)) < self.s.topic_guard_min:
-            return self._refuse(lang, [], f"off-topic (guard similarity {guard:.3f})", offtopic=True)
-        choices = self.choose(info, qvec, hits)
-        required = self._required(info)
-        good = [c for c in choices if c.has_kind and (c.has_entities or not required)]
-        if not good:
-            named = required[0] if required else ""
-            return self._refuse(lang, hits, f"no sentence has the {info.kind} asked for", entity=named)
-        best = good[0]
-        return self._compose(info, best, hits, lang)
+        a = self.assess(info, qvec, hits, lang, followup)
+        conf = self.confidence(a)
+        threshold = self.s.answer_threshold
+        if conf < threshold or not a.choices:
+            named = next((e for e in self._required(info) if e not in a.missing), "")
+            draft = self._refuse(lang, hits, f"confidence {conf:.2f} below {threshold:.2f}", entity=named, unsure=True)
+            draft.confidence = conf
+            return draft
+        draft = self._compose(info, a.choices[0], hits, lang)
+        draft.confidence = conf
+        return draft
 
     def _compose(self, info: QuestionInfo, best: Choice, hits: list[Hit], lang: str) -> Draft:
         chunk = best.hit.chunk
@@ -246,6 +320,9 @@ class Extractor:
                 lead = best.span.text
         elif best.items:
             lead = ", ".join(best.items)
+        elif best.lead:
+            lead = best.lead  # "what is this about?": the headline, then the lead quoted
+            highlight[chunk.id] = (best.sentences[0].start - base, best.sentences[-1].end - base)
         else:
             first = best.sentences[0]
             highlight[chunk.id] = (first.start - base, best.sentences[-1].end - base)
@@ -272,8 +349,10 @@ class Extractor:
             doc["language"] = lang
         return lang
 
-    def _refuse(self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "") -> Draft:
-        if offtopic:
+    def _refuse(self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "", unsure: bool = False) -> Draft:
+        if unsure and not entity:
+            text = self.msg.get("refusal_unsure", lang)
+        elif offtopic:
             text = self.msg.get("refusal_offtopic", lang)
         elif entity:
             text = self.msg.get("refusal_partial", lang, entity=entity)

@@ -1,5 +1,5 @@
-"""Generated answers through llama-index LLM classes: any OpenAI-compatible server, or a GGUF
-model in process through llama.cpp.
+"""Generated answers through llama-index's OpenAI-like client: any OpenAI-compatible server, or a
+GGUF model in process (llama.cpp's server through xllamacpp, on a loopback port).
 
 Simplifies: the LLM only rewrites what retrieval found. It gets the same numbered passages the
 extractive answer cites, marked as untrusted data; its output goes through chatbot.checks; any
@@ -9,7 +9,10 @@ visible note. Prompts are files in prompts/.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,36 +37,65 @@ def load_llm(settings: Settings) -> Any | None:
     if not settings.llm_enabled:
         return None
     if settings.llm_gguf:
-        path = Path(settings.llm_gguf)
-        if not path.is_file():
-            raise LLMUnavailable(f"CHATBOT_LLM_GGUF={settings.llm_gguf!r}: no such model file")
-        try:
-            from llama_index.llms.llama_cpp import LlamaCPP
-        except ImportError as exc:
-            raise LLMUnavailable("in-process GGUF models need the optional extra: pip install -e '.[gguf]'") from exc
-        return LlamaCPP(
-            model_path=str(path),
-            temperature=settings.llm_temperature,
-            max_new_tokens=settings.llm_max_tokens,
-            context_window=settings.llm_context_window,
-            model_kwargs={"n_threads": settings.embed_threads, "verbose": False},
-            verbose=False,
-        )
+        server = gguf_server(settings)
+        return _openai_like(settings, server.url, server.model, server.api_key)
     if settings.llm_base_url:
-        from llama_index.llms.openai_like import OpenAILike
-
-        return OpenAILike(
-            model=settings.llm_model or "default",
-            api_base=settings.llm_base_url,
-            api_key=settings.llm_api_key.get_secret_value() or "not-needed",
-            is_chat_model=True,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-            context_window=settings.llm_context_window,
-            timeout=settings.llm_timeout,
-            max_retries=settings.llm_retries,
-        )
+        return _openai_like(settings, settings.llm_base_url, settings.llm_model or "default", settings.llm_api_key.get_secret_value())
     return None
+
+
+def _openai_like(settings: Settings, base_url: str, model: str, api_key: str) -> Any:
+    from llama_index.llms.openai_like import OpenAILike
+
+    return OpenAILike(
+        model=model,
+        api_base=base_url,
+        api_key=api_key or "not-needed",
+        is_chat_model=True,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        context_window=settings.llm_context_window,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_retries,
+    )
+
+
+_GGUF_SERVERS: dict[tuple[str, int, int], Any] = {}
+_GGUF_LOCK = threading.Lock()
+
+
+def gguf_server(settings: Settings) -> Any:
+    """The in-process llama.cpp server for CHATBOT_LLM_GGUF (chatbot.llm_server), started on first
+    use on a free loopback port with a random API key; one per model file, context and thread
+    count, shared by every Chatbot of the process and stopped at exit."""
+    path = Path(settings.llm_gguf)
+    if not path.is_file():
+        raise LLMUnavailable(f"CHATBOT_LLM_GGUF={settings.llm_gguf!r}: no such model file")
+    key = (str(path.resolve()), settings.llm_context_window, settings.embed_threads)
+    with _GGUF_LOCK:
+        server = _GGUF_SERVERS.get(key)
+        if server is None:
+            from chatbot.llm_server import start
+
+            try:
+                server = start(path, n_ctx=settings.llm_context_window, threads=settings.embed_threads, api_key=secrets.token_urlsafe(24))
+            except ImportError as exc:
+                raise LLMUnavailable("in-process GGUF models need the optional extra: pip install -e '.[gguf]'") from exc
+            except RuntimeError as exc:
+                raise LLMUnavailable(f"CHATBOT_LLM_GGUF={settings.llm_gguf!r}: llama.cpp could not load it ({exc})") from exc
+            log.info("GGUF model %s served in process at %s (loaded in %.2fs)", path.name, server.url, server.seconds)
+            if not _GGUF_SERVERS:
+                atexit.register(stop_gguf_servers)
+            _GGUF_SERVERS[key] = server
+    return server
+
+
+def stop_gguf_servers() -> None:
+    """Stop the in-process GGUF servers (at exit, or in tests)."""
+    with _GGUF_LOCK:
+        for server in _GGUF_SERVERS.values():
+            server.stop()
+        _GGUF_SERVERS.clear()
 
 
 class Prompter:

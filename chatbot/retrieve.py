@@ -62,6 +62,7 @@ class Retriever:
 
         self.settings = settings
         self.embedder = embedder
+        client = client or store.make_client(settings)
         col, info = store.open_current(settings, client)
         if info.embedder != embedder.model_id:
             raise IndexNotReady(
@@ -89,12 +90,14 @@ class Retriever:
             self.sentences.append(Sentence(uid, text, parent.id, int(meta["start"]), int(meta["end"])))
             vectors.append(emb)
         self.sentence_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
-        self.documents = self._documents(client or store.make_client(settings), info)
+        self.documents = self._documents(client, info)
         self._dense = self._dense_retriever(col)
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
         self._authors = {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author")}
-        self._guard, self._guard_matrix = self._topic_guard()
+        self._second_model, self.second_matrix = self._second(client, info)
+        self.sentence_language = [self.chunks[x.parent].meta.get("language") or self.documents.get(str(self.chunks[x.parent].meta.get("doc_id")), {}).get("language", "") for x in self.sentences]
+        self.idf = self._idf()
         self._reranker = self._load_reranker()
 
     def _load_reranker(self) -> Any:
@@ -122,30 +125,56 @@ class Retriever:
         by_id = {h.chunk.id: h for h in head}
         return [by_id[n.node.node_id] for n in ranked] + [h for h in head if h.chunk.id not in {n.node.node_id for n in ranked}] + tail
 
-    def _topic_guard(self) -> tuple[Any, np.ndarray]:
-        """A second, independent embedder (USE) whose scores spread wider than e5's: it tells
-        off-topic questions apart where e5's narrow cosine band cannot. Embedded at load time."""
-        if not self.settings.topic_guard_model:
-            return None, np.zeros((0, 0), dtype="float32")
+    def _second(self, client: Any, info: Any) -> tuple[Any, np.ndarray]:
+        """The second embedder (USE) and its vectors of every sentence, in `self.sentences` order.
+        Its scores spread wider than e5's and it errs differently, so both feed the answer models.
+        The vectors come from the build (computed at index time); an older build without them
+        gets them computed here once."""
+        if not self.settings.second_model:
+            return None, np.zeros((len(self.sentences), 0), dtype="float32")
+        from index import store
         from index.embed import load_one
 
-        guard = load_one(self.settings.topic_guard_model, self.settings.embed_threads)
-        texts = [str(c.meta.get("embed_text") or c.text) for c in self.chunks.values()] + [s.text for s in self.sentences]
-        matrix = np.asarray(guard.get_text_embedding_batch(texts), dtype="float32")
-        return guard, matrix
+        model = load_one(self.settings.second_model, self.settings.embed_threads)
+        ids = [s.id for s in self.sentences]
+        col = store._get(client, info.collection + store.SECOND_SUFFIX)
+        found: dict[str, Any] = {}
+        if col is not None and ids:
+            got = col.get(ids=ids, include=["embeddings"])
+            found = dict(zip(got["ids"], got["embeddings"], strict=True))
+        missing = [s for s in self.sentences if s.id not in found]
+        if missing:
+            for s, v in zip(missing, model.get_text_embedding_batch([s.text for s in missing]), strict=True):
+                found[s.id] = v
+        matrix = np.asarray([found[i] for i in ids], dtype="float32").reshape(len(ids), -1)
+        return model, matrix
 
-    def topic_similarity(self, query: str) -> float:
-        """Best guard-model cosine between the query and any unit; 1.0 when no guard is configured."""
-        if self._guard is None or not len(self._guard_matrix):
-            return 1.0
-        q = np.asarray(self._guard.get_query_embedding(query), dtype="float32")
-        return float((self._guard_matrix @ q).max())
+    def second_query(self, query: str) -> np.ndarray:
+        if self._second_model is None:
+            return np.zeros(0, dtype="float32")
+        return np.asarray(self._second_model.get_query_embedding(query), dtype="float32")
 
     # ---- loading -------------------------------------------------------------------------
     def _documents(self, client: Any, info: Any) -> dict[str, dict[str, str]]:
         docs_col = client.get_collection(info.collection + "-docs")
         got = docs_col.get(include=["metadatas"])
-        return {m["doc_id"]: {"source": m["source"], "cleaned": m.get("cleaned", "")} for m in got["metadatas"]}
+        docs = {m["doc_id"]: {"source": m["source"], "cleaned": m.get("cleaned", "")} for m in got["metadatas"]}
+        from chatbot.language import detect_language
+
+        for d in docs.values():
+            d["language"] = detect_language(d["cleaned"][:2000], self.settings.languages)
+        return docs
+
+    def _idf(self) -> dict[str, float]:
+        """Inverse sentence frequency of folded words: rare words say more about which sentence answers."""
+        from chatbot.question import folded_words
+
+        counts: dict[str, int] = {}
+        for s in self.sentences:
+            for w in folded_words(s.text):
+                counts[w] = counts.get(w, 0) + 1
+        n = max(1, len(self.sentences))
+        return {w: float(np.log((n + 1) / (c + 0.5))) for w, c in counts.items()}
 
     def _dense_retriever(self, col: Any) -> Any:
         from llama_index.core import VectorStoreIndex
@@ -241,6 +270,12 @@ class Retriever:
     def named_authors(self, query: str) -> set[str]:
         q = query.lower()
         return {a for a in self._authors if a.lower() in q}
+
+    def asks_about_readers(self, query: str) -> bool:
+        return bool(_ABOUT_READERS.search(query) or self.named_authors(query))
+
+    def asks_about_related(self, query: str) -> bool:
+        return bool(_ABOUT_RELATED.search(query))
 
     def asks_about_section(self, query: str) -> bool:
         """Does the question point at a part of the corpus (comments, related articles, an author)?"""

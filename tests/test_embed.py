@@ -1,5 +1,7 @@
 """The real embedders: the bundled e5 and USE, the sentence-transformers path on the bundled MiniLM."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -39,3 +41,17 @@ def test_unloadable_model_falls_back_with_a_warning() -> None:
     assert len(warnings) == 1 and "using 'use'" in warnings[0]
     with pytest.raises(EmbedderUnavailable):
         load_embedder("/nonexistent/model-folder", ())
+
+
+def test_missing_st_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.embed import STEmbedding, require_sentence_transformers
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # the default install: no sentence-transformers
+    with pytest.raises(EmbedderUnavailable, match=r"pip install -e '\.\[st\]'$") as info:
+        STEmbedding("intfloat/multilingual-e5-base")
+    assert "\n" not in str(info.value) and "'intfloat/multilingual-e5-base'" in str(info.value)
+    with pytest.raises(EmbedderUnavailable, match=r"^the reranker 'x' needs sentence-transformers .*\[st\]"):
+        require_sentence_transformers("the reranker 'x'")
+    warnings: list[str] = []
+    model = load_embedder("intfloat/multilingual-e5-base", ("use",), warn=warnings.append)
+    assert model.model_id.startswith("use:") and "pip install -e '.[st]'" in warnings[0]

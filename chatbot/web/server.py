@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from pydantic import SecretStr
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatbot.web")
 SETTINGS_ENV = "CHATBOT_SERVE_OVERRIDES"  # what the CLI changed in the settings (e.g. --no-llm), for worker processes
 WORKERS_PAGE = Path(__file__).resolve().parent / "static" / "workers.html"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, from the fastapi-offline package
 
 
 def _api_app(settings: Settings, bot: Chatbot | None) -> tuple[FastAPI, BotHolder, FeedbackLog, Messages]:
@@ -55,12 +56,39 @@ def _api_app(settings: Settings, bot: Chatbot | None) -> tuple[FastAPI, BotHolde
         version="0.1.0",
         description="Cited answers about the indexed article. The web chat is at /, the widget script at /widget.js.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN: see _offline_docs
+        redoc_url=None,
     )
     app.add_middleware(ApiGate, settings=settings)
     install_error_handlers(app)
     app.include_router(api_router(holder, feedback, messages, settings))
     app.include_router(widget_router())
+    _offline_docs(app)
     return app, holder, feedback, messages
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its files from the fastapi-offline package (Swagger UI 5, which reads
+    FastAPI's OpenAPI 3.1; swagger-ui-bundle's 4.x cannot): it works offline, and the page asks no
+    other host for anything. No /redoc: ReDoc loads its logo from its own CDN."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")  # behind a proxy that serves the app under a prefix
+        assets = root + DOCS_ASSETS
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator
+        )
 
 
 def create_app(settings: Settings, bot: Chatbot | None = None) -> FastAPI:
@@ -99,11 +127,22 @@ def _overrides(settings: Settings) -> str:
     return json.dumps(data)
 
 
+def log_answers() -> None:
+    """A server logs each answer: the core's one JSON line at INFO on the "chatbot" logger (timings,
+    citations, language; the question only at DEBUG), shown without -v. Other libraries stay at
+    the level the CLI set (WARNING, or INFO with -v)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")  # no-op if configured
+    chatbot_log = logging.getLogger("chatbot")
+    if chatbot_log.getEffectiveLevel() > logging.INFO:
+        chatbot_log.setLevel(logging.INFO)
+
+
 def worker_app() -> FastAPI:
     """uvicorn's app factory, run in each worker process (spawned: they see only the environment)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
     for name in ("chromadb", "httpx", "llama_index", "bm25s", "sentence_transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    log_answers()
     return create_api_app(Settings(**json.loads(os.environ.get(SETTINGS_ENV, "{}"))))
 
 
@@ -112,6 +151,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, workers
     CLI ensures it once, so N workers never race to build it)."""
     import uvicorn
 
+    log_answers()
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 5}
     if workers == 1:

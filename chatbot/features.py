@@ -1,0 +1,96 @@
+"""What the answer models see. Regex detectors (answer kinds, spans, time anchors, quote marks)
+stay, but only as features: the weights that combine them are fitted on the question bank.
+
+Simplifies: a candidate is one sentence (or two, when the second leans on the first) of a
+retrieved passage; its features compare it with the question in several independent ways
+(two embedders, raw and normalised *within the sentence's own language*, lexical overlap,
+answer-kind and entity checks). Question features describe how well the best candidate and the
+corpus as a whole fit the question, for the "does the article answer this?" model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from chatbot.question import KINDS
+
+# Questions about the whole article ("what is this about?", "summarise", "key figures").
+ABOUT_ARTICLE = re.compile(
+    r"\b(what'?s (this|the article|it) about|what is (this|the article|it) about|about what|summar\w*|sum up|tl;?dr|overview|"
+    r"main (points?|idea|message|takeaways?)|key (points?|figures|facts|takeaways?)|gist|"
+    r"de quoi (parle|traite|s'agit)|r[ée]sum\w*|en bref|points? cl[ée]s?|chiffres? cl[ée]s?|l'essentiel|id[ée]e principale|"
+    r"sujet de l'article|worum geht|wovon handelt|zusammenfass\w*|kernaussage\w*|kernpunkte?|das wichtigste|hauptthema|"
+    r"(thema|inhalt) des artikels|fasse? .* zusammen)\b",
+    re.I,
+)
+QUOTE_MARK = re.compile(r"[«»“”„\"]")
+CAUSAL = re.compile(
+    r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|so that|weil|denn|grund|aufgrund|wegen|da|deshalb|daher)\b", re.I
+)
+BYLINE = re.compile(r"^\s*(by|par|von)\s+\S.{0,80}$|^\s*[\w .'-]{2,40}\s*\|\s*\d{1,2}[./]\d{1,2}[./]\d{2,4}|^\s*\d{4}-\d{2}-\d{2}\s*$", re.I)
+
+SENTENCE_FEATURES: tuple[str, ...] = (
+    "e5", "e5_gap", "e5_z_lang", "e5_top_lang", "use", "use_gap", "use_z_lang", "use_top_lang",
+    "fused", "chunk_rank", "bm25", "overlap", "idf_overlap", "ent_required", "ent_frac", "ent_all",
+    "typed", "kind_ok", "typed_ok", "span", "time_asked", "time_ok", "comment", "readers_q", "comment_x_readers",
+    "related", "related_q", "related_x", "same_lang", "lead", "about_q", "lead_x_about", "quote_ok", "why_ok",
+    "joined", "length", "byline", "heading",
+)
+
+QUESTION_FEATURES: tuple[str, ...] = (
+    "top_logit", "margin", "top_e5", "top_e5_gap", "top_use", "top_idf_overlap", "top_kind_ok", "top_ent_all", "top_ent_frac",
+    "top_lead", "top_comment", "dense_max", "use_max", "missing", "missing_any", "coverage", "n_required", "about_q",
+    "followup", "n_words", *(f"kind_{k}" for k in KINDS),
+)
+
+
+def zscore(values: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each value standardised within its group, and whether it is its group's best: an English
+    question scores English text higher across the board, so comparisons are made inside a language."""
+    z = np.zeros(len(values))
+    top = np.zeros(len(values))
+    for g in set(groups):
+        idx = np.asarray([i for i, x in enumerate(groups) if x == g])
+        v = values[idx]
+        sd = float(v.std()) or 1.0
+        z[idx] = (v - v.mean()) / sd
+        top[idx[int(np.argmax(v))]] = 1.0
+    return z, top
+
+
+def idf_overlap(qwords: list[str], text_words: frozenset[str], idf: dict[str, float], default: float) -> float:
+    """Share of the question's information (IDF mass) that the sentence contains."""
+    from chatbot.question import _word_in
+
+    if not qwords:
+        return 0.0
+    total = found = 0.0
+    for w in qwords:
+        weight = idf.get(w, default)
+        total += weight
+        if _word_in(w, text_words):
+            found += weight
+    return found / total if total else 0.0
+
+
+def log_length(text: str) -> float:
+    return math.log(1 + len(text)) / 6.0
+
+
+def question_features(base: dict[str, float], ranked: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """Question-level features: `base` (independent of the sentence model) plus how the best
+    candidates, ranked by the sentence model's logit, look."""
+    best = ranked[0][1] if ranked else {}
+    q = dict(base)
+    q.update({
+        "top_logit": ranked[0][0] if ranked else -10.0,
+        "margin": ranked[0][0] - ranked[1][0] if len(ranked) > 1 else 5.0,
+        "top_e5": best.get("e5", 0.0), "top_e5_gap": best.get("e5_gap", -1.0), "top_use": best.get("use", 0.0),
+        "top_idf_overlap": best.get("idf_overlap", 0.0), "top_kind_ok": best.get("kind_ok", 0.0),
+        "top_ent_all": best.get("ent_all", 0.0), "top_ent_frac": best.get("ent_frac", 0.0),
+        "top_lead": best.get("lead", 0.0), "top_comment": best.get("comment", 0.0),
+    })
+    return q

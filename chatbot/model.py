@@ -1,0 +1,96 @@
+"""Fitted answer models, read from a JSON data file and applied with numpy.
+
+Simplifies: every model is a standardised logistic regression (feature names, means, scales,
+coefficients, intercept), so serving needs neither scikit-learn nor pickle, and a person can read
+what was learned. Confidence is the answerability model's probability passed through an
+isotonic calibration table fitted on held-out articles; because it is calibrated, the answer
+threshold follows from what a wrong answer costs (settings), not from tuning.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chatbot.errors import ModelMissing
+
+
+@dataclass(frozen=True)
+class Logistic:
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Logistic:
+        return cls(tuple(d["features"]), np.asarray(d["mean"]), np.asarray(d["scale"]), np.asarray(d["coef"]), float(d["intercept"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda a: [round(float(x), 6) for x in a]  # noqa: E731
+        return {"features": list(self.features), "mean": r(self.mean), "scale": r(self.scale), "coef": r(self.coef), "intercept": round(self.intercept, 6)}
+
+    def matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return np.asarray([[row.get(f, 0.0) for f in self.features] for row in rows], dtype="float64").reshape(len(rows), len(self.features))
+
+    def logit(self, rows: list[dict[str, float]]) -> np.ndarray:
+        x = (self.matrix(rows) - self.mean) / self.scale
+        return x @ self.coef + self.intercept
+
+    def prob(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logit(rows)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Isotonic map from a raw probability to the observed rate of right answers."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, p: float) -> float:
+        if not len(self.x):
+            return float(p)
+        return float(np.interp(p, self.x, self.y))
+
+
+@dataclass(frozen=True)
+class AnswerModels:
+    sentence: Logistic  # P(this sentence answers the question)
+    answerable: Logistic  # P(the best sentence is a right answer), from question-level features
+    calibration: Calibration
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> AnswerModels:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(
+                Logistic.from_dict(d["sentence"]),
+                Logistic.from_dict(d["answerable"]),
+                Calibration(np.asarray(d["calibration"]["x"]), np.asarray(d["calibration"]["y"])),
+                d.get("meta", {}),
+            )
+        except FileNotFoundError as exc:
+            raise ModelMissing(f"no answer models at {path}: run `python app.py train`") from exc
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelMissing(f"the answer models at {path} are unreadable ({exc}): run `python app.py train`") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sentence": self.sentence.to_dict(),
+            "answerable": self.answerable.to_dict(),
+            "calibration": {"x": [round(float(v), 6) for v in self.calibration.x], "y": [round(float(v), 6) for v in self.calibration.y]},
+            "meta": self.meta,
+        }
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
