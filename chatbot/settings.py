@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     second_model: str = "use"  # a second embedder whose scores feed the answer models; computed at index time
     models_path: Path = ROOT / "models" / "answer.json"  # fitted answer models (python app.py train)
     # A confident wrong answer costs this many refusals of an answerable question. Confidence is a
-    # calibrated probability, so the answer threshold is cost / (1 + cost): 2.0 answers at >= 0.67.
-    wrong_answer_cost: float = 2.0
+    # calibrated probability, so the answer threshold is cost / (1 + cost): 1.5 answers at >= 0.6.
+    wrong_answer_cost: float = 1.5
     max_question_chars: int = 2000
     max_history_turns: int = 20
     max_history_chars: int = 20000
@@ -81,11 +81,11 @@ class Settings(BaseSettings):
     llm_context_window: int = 4096
     llm_condense: bool = True  # rewrite follow-ups with the LLM when one is configured
 
-
-def load_settings() -> Settings:
-    return Settings()
-
     @property
     def answer_threshold(self) -> float:
         return self.wrong_answer_cost / (1.0 + self.wrong_answer_cost)
+
+
+def load_settings() -> Settings:
+    return Settings()
 

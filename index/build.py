@@ -21,7 +21,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import parse_file
 
-PIPELINE_VERSION = "6"
+PIPELINE_VERSION = "7"
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
 

@@ -101,17 +101,19 @@ def test_bad_input_is_rejected(bot: object) -> None:
 
 @pytest.mark.slow
 def test_dev_set_figures_do_not_regress(bot: object) -> None:
-    """Guards the measured figures (see the closing note); a drop below these is a regression."""
+    """Guards the measured figures on the old dev set (see the closing note); a drop below these is a
+    regression. The answer models are fitted on the question bank, not on these questions, and
+    refuse when unsure: accuracy is lower and wrong answers rarer than when rules were tuned here."""
     from chatbot.evaluate import evaluate, load_cases
 
     cases = load_cases(DEV)
     assert len(cases) >= 60
     r = evaluate(bot, cases)
     assert r["hit@3"] >= 0.94
-    assert r["hit@1"] >= 0.85
-    assert r["answer_accuracy"] >= 0.87
-    assert r["refusal_accuracy"] >= 0.94
-    assert r["wrong_refusals"] <= 0.03
+    assert r["hit@1"] >= 0.75
+    assert r["answer_accuracy"] >= 0.35
+    assert r["refusal_accuracy"] >= 0.9
+    assert r["wrong_refusals"] <= 0.6
     assert r["top3_citation_chars_max"] < 2000
 
 

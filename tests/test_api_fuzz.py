@@ -19,7 +19,7 @@ from chatbot.web.gate import RateLimiter
 
 pytestmark = [pytest.mark.slow]
 
-ANSWER_KEYS = {"question", "answer", "answered", "language", "citations", "timings_ms", "resolved_question", "notes"}
+ANSWER_KEYS = {"question", "answer", "answered", "language", "citations", "timings_ms", "resolved_question", "notes", "confidence"}
 
 
 @pytest.fixture(scope="module")

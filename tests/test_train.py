@@ -39,7 +39,7 @@ def test_calibration_is_monotone_and_close_to_the_truth() -> None:
     assert abs(cal(0.8) - 0.8) < 0.1
     conf = np.asarray([cal(x) for x in p])
     answered = conf >= 2 / 3
-    assert (~y[answered]).mean() < 1 / 3  # at a 2:1 cost, fewer than a third of answers are wrong
+    assert (~y[answered]).mean() < 1 / 3  # answering only at >= 2/3, fewer than a third of answers are wrong
 
 
 def test_shipped_models_load_and_name_only_known_features() -> None:
@@ -114,4 +114,5 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
 
 
 # measured leave-one-article-out figures, less a small margin for machine noise
-FLOOR = {"accuracy": 0.0, "answered_wrong": 1.0, "unanswerable_refused": 0.0, "false_refusals": 1.0}
+# (accuracy 0.400, answered wrong 0.064, unanswerables refused 0.885, false refusals 0.680)
+FLOOR = {"accuracy": 0.37, "answered_wrong": 0.09, "unanswerable_refused": 0.85, "false_refusals": 0.72}
