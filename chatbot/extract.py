@@ -98,6 +98,7 @@ class Extractor:
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
         self.default_idf = max(retriever.idf.values(), default=1.0)
 
+
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
         return [e for e in info.entities if not self.mentions.mentioned(e, self.corpus)]
@@ -123,7 +124,10 @@ class Extractor:
         return out
 
     # ---- candidates ----------------------------------------------------------------------
-    def assess(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False) -> Assessment:
+    def assess(
+        self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False,
+        own: np.ndarray | None = None, previous: str = "",
+    ) -> Assessment:
         """Candidates with their features and model scores, and the question-level features."""
         required = self._required(info)
         asked_aspects = aspects(info.text, info.kind)
@@ -139,6 +143,12 @@ class Extractor:
         e5_z, e5_top = F.zscore(e5_all, groups) if len(e5_all) else (e5_all, e5_all)
         use_z, use_top = F.zscore(use_all, groups) if len(use_all) else (use_all, use_all)
         e5_max = float(e5_all.max()) if len(e5_all) else 0.0
+        # a follow-up's own words ("and by gun violence?") point at the new fact; the resolved
+        # question also matches the previous answer
+        own_all = self.r.sentence_matrix @ own if own is not None and len(self.r.sentences) else e5_all
+        own_max = float(own_all.max()) if len(own_all) else 0.0
+        prev = fold(previous)
+        dense_max = max((h.dense for h in hits), default=0.0)
         use_max = float(use_all.max()) if len(use_all) else 0.0
         top = hits[: self.s.answer_candidates]
         lead_hit = self._lead_hit(hits)
@@ -195,6 +205,12 @@ class Extractor:
                     "joined": 1.0 if len(quoted) > 1 else 0.0, "length": F.log_length(text),
                     "byline": 1.0 if F.BYLINE.search(sent.text) else 0.0,
                     "heading": 1.0 if chunk.meta.get("kind") in ("heading", "headline") else 0.0,
+                    "e5_own": float(own_all[i]), "e5_own_gap": float(own_all[i]) - own_max,
+                    "previous": 1.0 if prev and fold(sent.text)[:60] in prev else 0.0,
+                    "cognate": F.cognates(qwords, words, self.r.idf, self.default_idf),
+                    "chunk_e5": hit.dense, "chunk_e5_gap": hit.dense - dense_max if hit.dense else -0.2,
+                    "position": 1.0 / (1 + pos),
+                    "xling": F.translated(qwords, words, self.r.equivalents, self.r.idf, self.default_idf),
                 }
                 title = str(chunk.meta.get("title") or "") if lead and about_q else ""
                 choices.append(Choice(hit, quoted, 0.0, span, items, has_entities, has_kind, f, lead=title))
@@ -285,10 +301,13 @@ class Extractor:
         raw = float(self.models.answerable.prob([a.question])[0])
         return self.models.calibration(raw)
 
-    def answer(self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False) -> Draft:
+    def answer(
+        self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False,
+        own: np.ndarray | None = None, previous: str = "",
+    ) -> Draft:
         if not hits:
             return self._refuse(lang, [], "no passages", offtopic=True)
-        a = self.assess(info, qvec, hits, lang, followup)
+        a = self.assess(info, qvec, hits, lang, followup, own, previous)
         conf = self.confidence(a)
         threshold = self.s.answer_threshold
         if conf < threshold or not a.choices:

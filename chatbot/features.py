@@ -19,7 +19,7 @@ from chatbot.question import KINDS
 
 # Questions about the whole article ("what is this about?", "summarise", "key figures").
 ABOUT_ARTICLE = re.compile(
-    r"\b(what'?s (this|the article|it) about|what is (this|the article|it) about|about what|summar\w*|sum up|tl;?dr|overview|"
+    r"\b(what'?s (this|the|it)( article| story| piece| text)? about|what is (this|the|it)( article| story| piece| text)? about|about what|summar\w*|sum up|tl;?dr|overview|"
     r"main (points?|idea|message|takeaways?)|key (points?|figures|facts|takeaways?)|gist|"
     r"de quoi (parle|traite|s'agit)|r[ée]sum\w*|en bref|points? cl[ée]s?|chiffres? cl[ée]s?|l'essentiel|id[ée]e principale|"
     r"sujet de l'article|worum geht|wovon handelt|zusammenfass\w*|kernaussage\w*|kernpunkte?|das wichtigste|hauptthema|"
@@ -37,11 +37,11 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "fused", "chunk_rank", "bm25", "overlap", "idf_overlap", "ent_required", "ent_frac", "ent_all",
     "typed", "kind_ok", "typed_ok", "span", "time_asked", "time_ok", "comment", "readers_q", "comment_x_readers",
     "related", "related_q", "related_x", "same_lang", "lead", "about_q", "lead_x_about", "quote_ok", "why_ok",
-    "joined", "length", "byline", "heading",
+    "joined", "length", "byline", "heading", "e5_own", "e5_own_gap", "previous", "cognate", "chunk_e5", "chunk_e5_gap", "position", "xling",
 )
 
 QUESTION_FEATURES: tuple[str, ...] = (
-    "top_logit", "margin", "top_e5", "top_e5_gap", "top_use", "top_idf_overlap", "top_kind_ok", "top_ent_all", "top_ent_frac",
+    "top_logit", "margin", "top_share", "top_xling", "top_cognate", "top_own", "top_e5", "top_e5_gap", "top_use", "top_idf_overlap", "top_kind_ok", "top_ent_all", "top_ent_frac",
     "top_lead", "top_comment", "dense_max", "use_max", "missing", "missing_any", "coverage", "n_required", "about_q",
     "followup", "n_words", *(f"kind_{k}" for k in KINDS),
 )
@@ -76,6 +76,42 @@ def idf_overlap(qwords: list[str], text_words: frozenset[str], idf: dict[str, fl
     return found / total if total else 0.0
 
 
+def cognates(qwords: list[str], text_words: frozenset[str], idf: dict[str, float], default: float) -> float:
+    """IDF share of the question's longer words that share a 5-letter start with a word of the
+    sentence without matching it outright: critiqué/criticism, gouvernement/Regierung no, but
+    Präsident/president, investissements/investments yes. A cheap cross-lingual overlap."""
+    from chatbot.question import _word_in
+
+    long_words = [w for w in qwords if len(w) >= 5]
+    if not long_words:
+        return 0.0
+    prefixes = {w[:5] for w in text_words if len(w) >= 5}
+    total = found = 0.0
+    for w in long_words:
+        weight = idf.get(w, default)
+        total += weight
+        if not _word_in(w, text_words) and w[:5] in prefixes:
+            found += weight
+    return found / total if total else 0.0
+
+
+def translated(qwords: list[str], text_words: frozenset[str], equivalents: dict[str, list[str]], idf: dict[str, float], default: float) -> float:
+    """IDF share of the question's words not in the sentence themselves but through a dictionary
+    equivalent (chatbot/lexicon.py: stem of a foreign word -> corpus words it translates)."""
+    from chatbot.lexicon import stem
+    from chatbot.question import _word_in
+
+    if not qwords or not equivalents:
+        return 0.0
+    total = found = 0.0
+    for w in qwords:
+        weight = idf.get(w, default)
+        total += weight
+        if not _word_in(w, text_words) and any(t in text_words for t in equivalents.get(stem(w), ())):
+            found += weight
+    return found / total if total else 0.0
+
+
 def log_length(text: str) -> float:
     return math.log(1 + len(text)) / 6.0
 
@@ -92,5 +128,12 @@ def question_features(base: dict[str, float], ranked: list[tuple[float, dict[str
         "top_idf_overlap": best.get("idf_overlap", 0.0), "top_kind_ok": best.get("kind_ok", 0.0),
         "top_ent_all": best.get("ent_all", 0.0), "top_ent_frac": best.get("ent_frac", 0.0),
         "top_lead": best.get("lead", 0.0), "top_comment": best.get("comment", 0.0),
+        "top_xling": best.get("xling", 0.0), "top_cognate": best.get("cognate", 0.0), "top_own": best.get("e5_own_gap", 0.0),
     })
+    if ranked:
+        z = np.asarray([r[0] for r in ranked])
+        w = np.exp(z - z.max())
+        q["top_share"] = float(w[0] / w.sum())  # how much of the ranker's belief the best one holds
+    else:
+        q["top_share"] = 0.0
     return q

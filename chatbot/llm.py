@@ -71,14 +71,14 @@ def gguf_server(settings: Settings) -> Any:
     path = Path(settings.llm_gguf)
     if not path.is_file():
         raise LLMUnavailable(f"CHATBOT_LLM_GGUF={settings.llm_gguf!r}: no such model file")
-    key = (str(path.resolve()), settings.llm_context_window, settings.embed_threads)
+    key = (str(path.resolve()), settings.llm_context_window, settings.llm_threads)
     with _GGUF_LOCK:
         server = _GGUF_SERVERS.get(key)
         if server is None:
             from chatbot.llm_server import start
 
             try:
-                server = start(path, n_ctx=settings.llm_context_window, threads=settings.embed_threads, api_key=secrets.token_urlsafe(24))
+                server = start(path, n_ctx=settings.llm_context_window, threads=settings.llm_threads, api_key=secrets.token_urlsafe(24))
             except ImportError as exc:
                 raise LLMUnavailable("in-process GGUF models need the optional extra: pip install -e '.[gguf]'") from exc
             except RuntimeError as exc:

@@ -41,7 +41,7 @@ def start(
     host: str = "127.0.0.1",
     port: int = 0,
     n_ctx: int = 4096,
-    threads: int = 2,
+    threads: int = 1,
     alias: str = "",
     api_key: str = "",
     verbose: bool = False,
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0: a free port (printed)")
     ap.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="more is faster only while no other process needs a core")
     ap.add_argument("--alias", default="", help="the model name clients use (default: the file name)")
     ap.add_argument("--api-key", default="", help="require this bearer token")
     ap.add_argument("-v", "--verbose", action="store_true", help="llama.cpp's own logs on stderr")

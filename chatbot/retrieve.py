@@ -98,12 +98,16 @@ class Retriever:
         self._second_model, self.second_matrix = self._second(client, info)
         self.sentence_language = [self.chunks[x.parent].meta.get("language") or self.documents.get(str(self.chunks[x.parent].meta.get("doc_id")), {}).get("language", "") for x in self.sentences]
         self.idf = self._idf()
+        self.equivalents = self._lexicon(client, info)
         self._reranker = self._load_reranker()
 
     def _load_reranker(self) -> Any:
         """Optional cross-encoder (any sentence-transformers CrossEncoder name or folder)."""
         if not self.settings.rerank_model:
             return None
+        from index.embed import require_sentence_transformers
+
+        require_sentence_transformers(f"the reranker CHATBOT_RERANK_MODEL={self.settings.rerank_model!r}")
         from llama_index.core.postprocessor import SentenceTransformerRerank
 
         from chatbot.errors import EmbedderUnavailable
@@ -148,6 +152,17 @@ class Retriever:
                 found[s.id] = v
         matrix = np.asarray([found[i] for i in ids], dtype="float32").reshape(len(ids), -1)
         return model, matrix
+
+    def _lexicon(self, client: Any, info: Any) -> dict[str, list[str]]:
+        import json
+
+        from index import store
+
+        col = store._get(client, info.collection + store.LEXICON_SUFFIX)
+        if col is None:
+            return {}
+        got = col.get(ids=["lexicon"], include=["documents"])
+        return json.loads(got["documents"][0]) if got["documents"] else {}
 
     def second_query(self, query: str) -> np.ndarray:
         if self._second_model is None:

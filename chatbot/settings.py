@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     # answering and refusal
     second_model: str = "use"  # a second embedder whose scores feed the answer models; computed at index time
+    lexicon: bool = True  # FreeDict equivalents (apt: dict-freedict-*) as a cross-lingual feature, when installed
     models_path: Path = ROOT / "models" / "answer.json"  # fitted answer models (python app.py train)
     # A confident wrong answer costs this many refusals of an answerable question. Confidence is a
     # calibrated probability, so the answer threshold is cost / (1 + cost): 1.5 answers at >= 0.6.
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 256
     llm_context_window: int = 4096
     llm_condense: bool = True  # rewrite follow-ups with the LLM when one is configured
+    llm_threads: int = 1  # llama.cpp threads for CHATBOT_LLM_GGUF: with 2, a core busy elsewhere slows generation 10-40x (measured)
 
     @property
     def answer_threshold(self) -> float:

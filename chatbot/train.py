@@ -61,15 +61,15 @@ def collect_article(bot: Any, questions: list[bank.Question], source: str = "ban
     out = []
     ex = bot.extractor
     for q in questions:
-        resolved, info, qvec, hits, lang, followup = bot.prepare(q.question, q.history)
-        a = ex.assess(info, qvec, hits, lang, followup)
+        p = bot.prepare(q.question, q.history)
+        a = ex.assess(p.info, p.qvec, p.hits, p.language, p.followup, p.own, p.previous)
         cands, ok = [], []
         for c in a.choices:
-            text = ex._compose(info, c, hits, lang).text
+            text = ex._compose(p.info, c, p.hits, p.language).text
             cands.append(c.features)
             ok.append(bool(q.answerable and keywords_ok(text, q.answer_any)))
         base = {k: v for k, v in a.question.items() if k in F.QUESTION_FEATURES and not k.startswith("top_") and k != "margin"}
-        out.append(Record(q.id, q.article, lang, q.answerable, q.group or q.id, q.kind, base, cands, ok, source))
+        out.append(Record(q.id, q.article, p.language, q.answerable, q.group or q.id, q.kind, base, cands, ok, source))
     return out
 
 

@@ -21,7 +21,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import parse_file
 
-PIPELINE_VERSION = "7"
+PIPELINE_VERSION = "8"
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
 
@@ -139,9 +139,10 @@ def build(
             if progress:
                 progress(min(i + batch, len(todo)), len(todo))
         second = _second_vectors(settings, client, current, units)
+        lexicon = _lexicon(settings, cleaned)
         try:
             keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
-            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned, second)
+            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned, second, lexicon)
             store.write_pointer(client, settings, info)
         except Exception as exc:  # chroma raises its own error types for disk and permission trouble
             from chatbot.errors import StoreUnavailable
@@ -228,6 +229,18 @@ def _second_vectors(settings: Settings, client: Any, current: store.IndexInfo | 
     return reused
 
 
+def _lexicon(settings: Settings, cleaned: dict[str, str]) -> dict[str, list[str]]:
+    """Dictionary equivalents (other language -> corpus word) of the corpus vocabulary."""
+    if not settings.lexicon:
+        return {}
+    from chatbot import lexicon
+    from chatbot.question import folded_words
+
+    graph = lexicon.load(settings.data_dir / "cache")
+    vocabulary = {w for text in cleaned.values() for w in folded_words(text) if len(w) >= 3}
+    return lexicon.for_corpus(vocabulary, graph)
+
+
 def _write(
     client: Any,
     settings: Settings,
@@ -238,6 +251,7 @@ def _write(
     docs: list[SourceDoc],
     cleaned: dict[str, str],
     second: dict[str, list[float]] | None = None,
+    lexicon: dict[str, list[str]] | None = None,
 ) -> store.IndexInfo:
     from llama_index.core.schema import BaseNode, TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -261,6 +275,9 @@ def _write(
     vs = ChromaVectorStore(chroma_collection=col)
     for i in range(0, len(nodes), 256):
         vs.add(nodes[i : i + 256])
+    if lexicon:
+        lex = client.create_collection(name + store.LEXICON_SUFFIX, metadata={"complete": True}, embedding_function=None)
+        lex.add(ids=["lexicon"], embeddings=[[1.0]], documents=[json.dumps(lexicon, ensure_ascii=False)])
     if second:
         sec = client.create_collection(name + store.SECOND_SUFFIX, metadata={"model": settings.second_model}, embedding_function=None)
         ids = [u.id for u in units if u.id in second]

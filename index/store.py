@@ -79,6 +79,7 @@ class IndexInfo:
 
 
 SECOND_SUFFIX = "-second"  # the second embedder's vectors of a build, beside it
+LEXICON_SUFFIX = "-lexicon"  # dictionary equivalents of the build's vocabulary
 
 
 def pointer_name(settings: Settings) -> str:
@@ -137,7 +138,7 @@ def prune(client: Any, settings: Settings, keep: set[str]) -> None:
     prefix = settings.collection_prefix + "-build-"
     for col in client.list_collections():
         name = col if isinstance(col, str) else col.name
-        if name.startswith(prefix) and not any(name == k or name == k + "-docs" or name == k + SECOND_SUFFIX for k in keep):
+        if name.startswith(prefix) and not any(name in (k, k + "-docs", k + SECOND_SUFFIX, k + LEXICON_SUFFIX) for k in keep):
             try:
                 client.delete_collection(name)
             except Exception:

@@ -1,0 +1,111 @@
+"""Word-by-word equivalents across French, English and German, from Debian's FreeDict
+dictionaries (GPL / CC-BY-SA, installed with apt: dict-freedict-fra-eng, -eng-fra, -deu-eng,
+-eng-deu, -deu-fra, -fra-deu).
+
+Simplifies: no translation model ships offline, but a question word whose dictionary
+equivalent occurs in a sentence ("kritisiert" -> "criticism", "Äthiopien" -> "Ethiopia") is
+evidence that the sentence answers it. Only single-word entries are kept, folded (lower case,
+no accents); both directions of every dictionary are merged into one symmetric map.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+DICT_DIR = Path("/usr/share/dictd")
+PAIRS = ("fra-eng", "eng-fra", "deu-eng", "eng-deu", "deu-fra", "fra-deu")
+_B64 = {ch: i for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_WORD = re.compile(r"^[^\W\d_]{3,}$")
+
+
+def _b64(s: str) -> int:
+    n = 0
+    for ch in s:
+        n = n * 64 + _B64[ch]
+    return n
+
+
+def _translations(entry: str) -> list[str]:
+    lines = entry.split("\n")[1:]
+    out: list[str] = []
+    for line in lines:
+        if not line.strip():
+            break
+        if line.startswith("   ") or line.lstrip().startswith(("see:", "Note:", "Synonym")):
+            continue
+        line = re.sub(r"<[^>]*>|\[[^\]]*\]|\([^)]*\)|^\s*\d+\.\s*", "", line)
+        out += [w.strip() for w in re.split(r"[,;]", line) if w.strip()]
+    return out
+
+
+@lru_cache(maxsize=1)
+def equivalence(folder: str = str(DICT_DIR)) -> dict[str, frozenset[str]]:
+    """Folded word -> folded single-word equivalents in the other languages ({} without dictionaries)."""
+    from chatbot.question import fold
+
+    graph: dict[str, set[str]] = {}
+    for pair in PAIRS:
+        index, data_path = Path(folder) / f"freedict-{pair}.index", Path(folder) / f"freedict-{pair}.dict.dz"
+        if not index.exists() or not data_path.exists():
+            continue
+        with gzip.open(data_path) as fh:
+            data = fh.read()
+        for line in index.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) != 3 or parts[0].startswith("00database"):
+                continue
+            head = fold(parts[0])
+            if not _WORD.match(head):
+                continue
+            start, length = _b64(parts[1]), _b64(parts[2])
+            entry = data[start : start + length].decode("utf-8", errors="replace")
+            for t in _translations(entry):
+                t = fold(t)
+                if _WORD.match(t) and t != head:
+                    graph.setdefault(head, set()).add(t)
+                    graph.setdefault(t, set()).add(head)
+    return {k: frozenset(v) for k, v in graph.items()}
+
+
+def available(folder: str = str(DICT_DIR)) -> bool:
+    return any((Path(folder) / f"freedict-{p}.index").exists() for p in PAIRS)
+
+
+def stem(word: str) -> str:
+    """The key words are matched on: a prefix, so inflections meet (criticised / criticism)."""
+    return word[:6] if len(word) > 6 else word
+
+
+def load(cache_dir: Path | None = None, folder: str = str(DICT_DIR)) -> dict[str, frozenset[str]]:
+    """`equivalence()`, through a JSON cache in `cache_dir` (parsing the dictionaries takes ~10 s)."""
+    if not available(folder):
+        return {}
+    if cache_dir is None:
+        return equivalence(folder)
+    sig = "-".join(str(int((Path(folder) / f"freedict-{p}.index").stat().st_mtime)) for p in PAIRS if (Path(folder) / f"freedict-{p}.index").exists())
+    path = cache_dir / f"lexicon-{sig.replace('-', '')[-40:]}.json"
+    if path.exists():
+        try:
+            return {k: frozenset(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+        except ValueError:
+            pass
+    graph = equivalence(folder)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: sorted(v) for k, v in graph.items()}, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return graph
+
+
+def for_corpus(vocabulary: set[str], graph: dict[str, frozenset[str]]) -> dict[str, list[str]]:
+    """Stem of a word in another language -> the corpus words it translates. Built at index time
+    so serving loads only this small map, never the dictionaries."""
+    out: dict[str, set[str]] = {}
+    for w in vocabulary:
+        for e in graph.get(w, ()):
+            out.setdefault(stem(e), set()).add(w)
+    return {k: sorted(v) for k, v in out.items()}
