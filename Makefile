@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run chat test install install-test index lint typecheck eval bench clean browser
+.PHONY: run chat test install install-test index lint typecheck eval bench clean browser lexicon train startup
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-index: install
+index: install lexicon
 	$(PY) app.py index
 
 run: index
@@ -39,20 +39,29 @@ chat: index
 browser:
 	@test -x /usr/bin/chromium || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) >/dev/null || echo "could not install chromium: browser tests will fail"; }
 
+# Debian's FreeDict dictionaries (fr/en/de): a cross-lingual word feature of the answer models.
+# Without them (no root, no apt) everything works; that one feature is zero.
+lexicon:
+	@test -f /usr/share/dictd/freedict-deu-eng.index || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dict-freedict-fra-eng dict-freedict-eng-fra dict-freedict-deu-eng dict-freedict-eng-deu dict-freedict-deu-fra dict-freedict-fra-deu) >/dev/null 2>&1 || echo "could not install the FreeDict dictionaries: the cross-lingual word feature is off"; }
+
 lint: install-test
 	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
 	$(VENV)/bin/mypy
 
-test: install-test browser
+test: install-test browser lexicon
 	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
-eval: index
-	$(PY) app.py eval
+eval: install-test lexicon
+	$(PY) app.py eval --heldout
 
 bench: install-test index
 	$(PY) benchmarks/compare.py
+	$(PY) benchmarks/startup.py
+
+train: install-test lexicon
+	$(PY) app.py train
 
 clean:
 	rm -rf .data tests/artifacts

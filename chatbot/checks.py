@@ -1,26 +1,91 @@
 """Checks on what a language model wrote, before anyone sees it.
 
-Simplifies: a grounded answer is a few sentences, each ending in [n] markers. We drop markers
-that point at no passage, drop any sentence whose numbers appear in no cited passage, strip
-links, images and HTML that the passages did not contain, and reject answers that quote our own
-instructions. What survives is shown; if nothing cited survives, the caller falls back to the
-extractive answer.
+Simplifies: a grounded answer is a few sentences, each ending in [n] markers. The text is first
+brought to the form a reader sees (NFKC, so fullwidth ｈｔｔｐｓ：／／ is https://; no invisible or
+bidi-control characters; text in a bidi override in its displayed order). Then we strip links,
+URLs, e-mail addresses, bare domains, images and HTML (all of them, unless the operator allows
+links, and then only those the passages contain), drop markers that point at no passage or that
+were copied with a passage's own text ("… dollars [3]" is the document's [3], not a citation),
+drop any sentence whose numbers (in digits or in words: "nine hundred million", "neuf cents
+millions", "neunhundert Millionen") appear in no cited passage, drop any sentence without a
+marker, and reject answers that quote our own instructions. What survives is shown; if nothing
+cited survives, the caller falls back to the extractive answer.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _NUMBER = re.compile(r"(?<![\w])\d+(?:[ .,\u202f\xa0]\d{3})*(?:[.,]\d+)?")
-_URL = re.compile(r"\b(?:https?://|ftp://|www\.)\S+", re.I)
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)]*)\)")
-_HTML = re.compile(r"</?[a-zA-Z][^>]*>")
 _LIST_NUMBER = re.compile(r"^\s*\d{1,2}[.)]\s+")  # "1. " list numbering is layout, not a figure
 _SENTENCE = re.compile(r"(?<=[.!?])(?:\s*\[\d+\])*\s+|\n+")
+_ABBREVIATION = re.compile(r"(?:\b\w\.){1,3}$|\b(?:Mr|Mrs|Ms|Dr|Prof|Inc|Ltd|Corp|Co|St|vs|approx|ca|bzw|Nr|env|cf|z\.\s?B)\.$", re.I)
 REFUSAL_TOKEN = "NOT_IN_ARTICLE"
+
+# --- spellings: what the reader sees ---
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_OVERRIDE = re.compile("([\u202d\u202e])([^\u202c\n]*)\u202c?")  # LRO/RLO … PDF: shown in forced (reversed) order
+_DOTS = str.maketrans({"\u3002": ".", "\uff61": ".", "\u2024": ".", "\ufe52": "."})
+
+# --- links, in any form: Markdown, HTML, URLs with any scheme, e-mail, bare domains ---
+_PARENS = r"(?:[^()\n]|\([^()\n]*\))*"  # one level of nested parentheses: (javascript:alert(1))
+_MD_IMAGE = re.compile(r"!\[[^\]\n]*\]\(" + _PARENS + r"\)")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(" + _PARENS + r"\)")
+_MD_REFERENCE = re.compile(r"(?m)^[ \t]*\[[^\]\n]+\]:[ \t]*\S.*$")
+_HTML = re.compile(r"<!--.*?-->|</?[a-zA-Z][^>]*>", re.S)
+_URL_BODY = r"(?:[^\s()<>\[\]\"'`]|\([^\s()<>]*\))*"
+_URL = re.compile(
+    r"(?:\b[a-z][a-z0-9+.-]{0,30}://|\b(?:javascript|vbscript|livescript|data|mailto|tel|sms|callto|file|blob|about|intent|view-source)\s*:|\bwww\.)"
+    + _URL_BODY,
+    re.I,
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
+_DOMAIN = re.compile(r"(?<![\w@.-])(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[\w-]+)\b(?::\d{1,5})?(?:/" + _URL_BODY + ")?", re.I)
+_CUT = "\ue000"  # where something was removed, so a ")" it leaves unbalanced goes too
+
+
+# --- numbers written in words (en, fr, de) ---
+def _counting(words: list[str]) -> dict[str, int]:
+    return {w: i for i, w in enumerate(words, start=1)}
+
+
+_EN = _counting(
+    [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    ]
+) | {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_FR = _counting(
+    ["un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze", "treize", "quatorze", "quinze", "seize"]
+) | {
+    "une": 1, "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50, "soixante": 60,
+    "septante": 70, "huitante": 80, "octante": 80, "nonante": 90,
+}
+_DE = _counting(
+    [
+        "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf", "zwölf",
+        "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn",
+    ]
+) | {
+    "ein": 1, "eine": 1, "einen": 1, "einer": 1, "einem": 1, "zwanzig": 20, "dreißig": 30, "dreissig": 30, "vierzig": 40,
+    "fünfzig": 50, "sechzig": 60, "siebzig": 70, "achtzig": 80, "neunzig": 90, "sieb": 7,
+}
+_UNITS = _EN | _FR | _DE
+_ARTICLES = {"one", "un", "une", "ein", "eine", "eins", "einen", "einer", "einem"}  # numbers only before hundred, thousand, million…
+_HUNDRED = {"hundred", "cent", "cents", "hundert"}
+_THOUSAND = {"thousand", "mille", "tausend"}
+_SCALES = {
+    "million", "millions", "billion", "billions", "trillion", "trillions", "milliard", "milliards",
+    "millionen", "milliarde", "milliarden", "billionen", "trilliarde", "trilliarden",
+}
+_AND = {"and", "et", "und"}
+_POINT = {"point", "virgule", "komma"}
+_NUMBER_WORDS = set(_UNITS) | _HUNDRED | _THOUSAND | _SCALES | _AND | _POINT
+_GERMAN_PARTS = sorted([*_DE, "hundert", "tausend", "und"], key=len, reverse=True)
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*|\d+|[^\s\w]", re.U)
 
 
 @dataclass
@@ -36,14 +101,116 @@ class Checked:
 
 
 def numbers(text: str) -> set[str]:
-    """Numbers normalised so that 6,6 / 6.6 and 1 000 / 1,000 compare equal."""
+    """Numbers normalised so that 6,6 / 6.6 / six point six and 1 000 / 1,000 / one thousand
+    compare equal. Before million/milliard/Milliarde… only the count is kept, as for digits
+    ("10 billion" and "ten billion" give 10)."""
     out = set()
     for m in _NUMBER.finditer(_MARKER.sub(" ", text)):
         raw = re.sub(r"[ \u202f\xa0]", "", m.group(0))
         if re.fullmatch(r"\d{1,3}(?:[.,]\d{3})+", raw):
             raw = re.sub(r"[.,]", "", raw)
         out.add(raw.replace(",", "."))
+    return out | word_numbers(text)
+
+
+def _german(word: str) -> list[str] | None:
+    """A German compound number ("neunhundertfünfzig", "einundzwanzig") as its parts, else None."""
+    parts: list[str] = []
+    rest = word
+    while rest:
+        part = next((p for p in _GERMAN_PARTS if rest.startswith(p)), None)
+        if part is None:
+            return None
+        parts.append(part)
+        rest = rest[len(part) :]
+    if len(parts) < 2 or parts[-1] == "und":
+        return None
+    out: list[str] = []
+    for part in parts:  # einundzwanzig: "ein und zwanzig" is 1 + 20, one token
+        if len(out) >= 2 and out[-1] == "und" and _UNITS.get(out[-2], 0) < 10 and _UNITS.get(part, 0) >= 20:
+            out[-2:] = [f"#{_UNITS[out[-2]] + _UNITS[part]}"]
+        else:
+            out.append(part)
     return out
+
+
+def _tokens(text: str) -> list[str]:
+    out: list[str] = []
+    for m in _WORD.finditer(text.lower()):
+        word = m.group(0)
+        pieces = word.split("-")
+        if all(p in _NUMBER_WORDS for p in pieces):
+            out += pieces
+        elif (parts := _german(word)) is not None:
+            out += parts
+        else:
+            out.append(word if word.isalpha() else "|")  # digits and punctuation end a number
+    return out
+
+
+def _value(word: str) -> int | None:
+    return int(word[1:]) if word.startswith("#") else _UNITS.get(word)
+
+
+def word_numbers(text: str) -> set[str]:
+    """Numbers written in words in English, French or German, as digits: before a scale word
+    (million, milliard, Milliarde…) the count only, like `numbers` does for "10 billion"."""
+    found: set[str] = set()
+    total = current = 0
+    whole: int | None = None  # the part before "point", "virgule", "Komma"
+    decimals = ""
+    sized = False  # a word other than an article ("one", "un", "ein") is part of it
+    prev = ""
+
+    def flush(scale: bool = False) -> None:
+        nonlocal total, current, whole, decimals, sized
+        if whole is not None and decimals:
+            found.add(f"{whole}.{decimals}")
+        elif total + current and (sized or scale):
+            found.add(str(total + current))
+        total = current = 0
+        whole, decimals, sized = None, "", False
+
+    words = _tokens(text)
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        v = _value(w)
+        if whole is not None:
+            if v is not None and v < 10 and w not in _ARTICLES - {"one", "un", "eins"}:
+                decimals += str(v)
+                prev = w
+                continue
+            flush()
+        if v is not None:
+            low = current % 100
+            pv = _value(prev)
+            if w in ("vingt", "vingts") and pv is not None and 1 < pv < 10 and low == pv:
+                current += pv * 19  # quatre-vingt(s): 4 x 20
+            elif low == 0 or (low % 10 == 0 and low >= 20 and v < 10) or (low in (60, 80) and v < 20) or (low == 10 and v < 10 and prev == "dix"):
+                current += v
+            else:
+                flush()
+                current = v
+            sized = sized or w not in _ARTICLES
+        elif w in _HUNDRED and not (prev in ("pour", "per") and w.startswith("cent")):
+            current = (current or 1) * 100
+            sized = True
+        elif w in _THOUSAND:
+            total += (current or 1) * 1000
+            current = 0
+            sized = True
+        elif w in _SCALES:
+            flush(scale=True)
+        elif w in _AND and (total or current) and (_value(nxt) is not None or nxt in _HUNDRED):
+            pass  # "one hundred and five", "vingt et un"
+        elif w in _POINT and (total or current) and _value(nxt) is not None:
+            whole, decimals = total + current, ""
+            total = current = 0
+        else:
+            flush()
+        prev = w
+    flush()
+    return found
 
 
 def _sentences(text: str) -> list[str]:
@@ -53,47 +220,126 @@ def _sentences(text: str) -> list[str]:
         parts.append(text[last:end].strip())
         last = m.end()
     parts.append(text[last:].strip())
-    return [p for p in parts if p]
+    merged: list[str] = []
+    for p in (p for p in parts if p):
+        # "U.S. startups …", "approx. 3 …": an abbreviation, not the end of a sentence
+        if merged and not _MARKER.search(merged[-1]) and _ABBREVIATION.search(merged[-1]):
+            merged[-1] += " " + p
+        else:
+            merged.append(p)
+    return merged
 
 
-def check(text: str, passages: dict[int, str], system_prompt: str = "") -> Checked:
-    """Apply every check; `passages` maps marker ids to passage texts."""
-    result = Checked(text.strip())
+def visible(text: str) -> str:
+    """The text as a reader sees it: forced-order runs in their displayed order, no invisible
+    characters, compatibility forms folded (fullwidth letters, ligatures, ideographic full stops)."""
+    text = _OVERRIDE.sub(lambda m: m.group(2)[::-1] if m.group(1) == "\u202e" else m.group(2), text)
+    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).translate(_DOTS)
+    return _INVISIBLE.sub("", text)
+
+
+def _unbalanced_closers(text: str) -> str:
+    """Drop any ")" or "]" right after a cut that closes nothing (what `[x](javascript:a(1)))` leaves)."""
+    out: list[str] = []
+    depth = {"(": 0, "[": 0}
+    after_cut = False
+    for ch in text:
+        if ch == _CUT:
+            after_cut = True
+            out.append(ch)
+            continue
+        if ch in "([":
+            depth[ch] += 1
+        elif ch in ")]":
+            opener = "(" if ch == ")" else "["
+            if depth[opener] == 0 and after_cut:
+                continue
+            depth[opener] = max(0, depth[opener] - 1)
+        if not ch.isspace():
+            after_cut = False
+        out.append(ch)
+    return "".join(out)
+
+
+def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_links: bool | None = None) -> Checked:
+    """Apply every check; `passages` maps marker ids to passage texts. `allow_links` (default: the
+    CHATBOT_LLM_ALLOW_LINKS setting) keeps the links, e-mails and domains the passages contain."""
+    if allow_links is None:
+        from chatbot.settings import load_settings
+
+        allow_links = load_settings().llm_allow_links
+    original = unicodedata.normalize("NFKC", text.strip())
+    result = Checked(visible(text).strip())
     if REFUSAL_TOKEN in result.text:
         return Checked("", refused=True)
     if system_prompt and _leaks(result.text, system_prompt):
         return Checked("", problems=["instructions leaked"])
-    corpus = "\n".join(passages.values())
+    if result.text != original:
+        result.problems.append("hidden or reordered characters removed")
+    seen = {i: visible(t) for i, t in passages.items()}
+    corpus = "\n".join(seen.values())
 
-    def strip_links(t: str) -> str:
-        t = _MD_IMAGE.sub(lambda m: m.group(0) if m.group(0) in corpus else "", t)
-        t = _MD_LINK.sub(lambda m: m.group(0) if m.group(2) in corpus else m.group(1), t)
-        t = _URL.sub(lambda m: m.group(0) if m.group(0) in corpus else "", t)
-        return _HTML.sub(lambda m: m.group(0) if m.group(0) in corpus else "", t)
+    def strip(pattern: re.Pattern[str], t: str, keep_text: bool = False) -> str:
+        def one(m: re.Match[str]) -> str:
+            if allow_links and m.group(0) in corpus:
+                return m.group(0)
+            label = m.group(1) if keep_text else ""
+            return (f"[{label}]" if label.isdigit() else label) + _CUT  # a link's text stays, [1](url) stays a marker
 
-    cleaned = strip_links(result.text)
-    if cleaned != result.text:
+        return pattern.sub(one, t)
+
+    cleaned = strip(_MD_IMAGE, result.text)
+    cleaned = strip(_MD_LINK, cleaned, keep_text=True)
+    for pattern in (_MD_REFERENCE, _HTML, _EMAIL, _URL, _DOMAIN):
+        cleaned = strip(pattern, cleaned)
+    if _CUT in cleaned:
         result.problems.append("links, images or HTML removed")
+        cleaned = _unbalanced_closers(cleaned)
     bad_markers = {int(n) for n in _MARKER.findall(cleaned) if int(n) not in passages}
     if bad_markers:
         result.problems.append(f"markers {sorted(bad_markers)} point at no passage")
         cleaned = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in passages else "", cleaned)
+    copied = {m.start(): int(m.group(1)) for m in _copied_markers(cleaned, corpus)}
+    if copied:
+        result.problems.append(f"markers {sorted(set(copied.values()))} copied from a passage's text")
+        cleaned = _MARKER.sub(lambda m: "" if m.start() in copied else m.group(0), cleaned)
     kept = []
     invented_all: set[str] = set()
+    uncited = 0
     for sentence in _sentences(cleaned):
-        cited = {int(n) for n in _MARKER.findall(sentence)} or set(passages)
-        allowed = set().union(*(numbers(passages[i]) for i in cited)) if cited else set()
+        markers = {int(n) for n in _MARKER.findall(sentence)}
+        allowed = set().union(*(numbers(seen[i]) for i in markers or seen))
         invented = numbers(_LIST_NUMBER.sub("", sentence)) - allowed
+        if _CUT in sentence or not re.search(r"\w", _MARKER.sub("", sentence)):
+            continue  # what is left of a sentence around a link is no answer ("Write to [1].")
         if invented:
             invented_all |= invented
-            continue
-        kept.append(sentence)
+        elif not markers:
+            uncited += 1
+        else:
+            kept.append(sentence)
     if invented_all:
         shown = sorted(invented_all)
         result.problems.append(f"unsupported figures {', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}")
-    result.text = re.sub(r"[ \t]+", " ", " ".join(kept)).strip()
+    if uncited:
+        result.problems.append(f"{uncited} sentence{'s' if uncited > 1 else ''} with no cited passage removed")
+    joined = re.sub(r"[ \t]+", " ", " ".join(kept))
+    result.text = re.sub(r" +(?=[.,;:!?](?:\s|$))", "", joined).strip()
     result.cited = {int(n) for n in _MARKER.findall(result.text)}
     return result
+
+
+def _copied_markers(text: str, corpus: str) -> list[re.Match[str]]:
+    """Markers that come with the words before them from a passage ("5 trillion dollars [3]"): the
+    document's own footnote (or injection), not the model's citation."""
+    flat = " ".join(corpus.split())
+    out = []
+    for m in _MARKER.finditer(text):
+        words = text[max(0, m.start() - 60) : m.start()].split()[-2:]
+        context = " ".join(words)
+        if len(re.sub(r"\W", "", context)) >= 4 and (f"{context} {m.group(0)}" in flat or f"{context}{m.group(0)}" in flat):
+            out.append(m)
+    return out
 
 
 def _leaks(text: str, system_prompt: str, n: int = 8) -> bool:

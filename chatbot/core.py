@@ -112,6 +112,20 @@ class Chatbot:
             words.update(group)
         return words
 
+    def reloaded(self, client: Any = None) -> Chatbot:
+        """This bot on the index the pointer names now, sharing the loaded models (embedder,
+        answer models, LLM); this one is untouched and keeps answering meanwhile."""
+        import copy
+
+        from chatbot.extract import Extractor
+        from chatbot.retrieve import Retriever
+
+        new = copy.copy(self)
+        new.retriever = Retriever(self.settings, self.embedder, client)
+        new.extractor = Extractor(self.settings, new.retriever, self.messages, self.mentions, self.extractor.models)
+        new.vocabulary = new._proper_nouns()
+        return new
+
     @property
     def index_info(self) -> Any:
         return self.retriever.info

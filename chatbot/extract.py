@@ -311,8 +311,8 @@ class Extractor:
         conf = self.confidence(a)
         threshold = self.s.answer_threshold
         if conf < threshold or not a.choices:
-            named = next((e for e in self._required(info) if e not in a.missing), "")
-            draft = self._refuse(lang, hits, f"confidence {conf:.2f} below {threshold:.2f}", entity=named, unsure=True)
+            # unsure is not "the article does not say": it may, in a passage we could not pin down
+            draft = self._refuse(lang, hits, f"confidence {conf:.2f} below {threshold:.2f}", unsure=True)
             draft.confidence = conf
             return draft
         draft = self._compose(info, a.choices[0], hits, lang)
@@ -369,7 +369,7 @@ class Extractor:
         return lang
 
     def _refuse(self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "", unsure: bool = False) -> Draft:
-        if unsure and not entity:
+        if unsure:
             text = self.msg.get("refusal_unsure", lang)
         elif offtopic:
             text = self.msg.get("refusal_offtopic", lang)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -112,7 +113,7 @@ class Prompter:
 
         name = LANGUAGE_NAMES.get(lang, lang or "the question's language")
         passages = "\n".join(
-            self.passage.format(id=c.id, section=c.section, author=_attr(c.author), text=_untag(c.text)) for c in citations
+            self.passage.format(id=c.id, section=_attr(c.section), author=_attr(c.author), text=_untag(c.text)) for c in citations
         )
         return [
             ChatMessage(role="system", content=self.system.format(language_name=name)),
@@ -126,15 +127,17 @@ class Prompter:
         return [ChatMessage(role="user", content=self.condense_template.format(history=convo, question=_untag(question)))]
 
 
+_TAG = re.compile(r"(?:<|\uff1c|\ufe64|&lt;?|&#0*60;?|&#x0*3c;?)(\s*/?\s*)(?=(?:passage|question|conversation|last_message)\b)", re.I)
+
+
 def _untag(text: str) -> str:
-    """Untrusted text cannot close our delimiters and pose as instructions."""
-    return text.replace("</passage", "<\u200b/passage").replace("</question", "<\u200b/question").replace(
-        "</conversation", "<\u200b/conversation"
-    )
+    """Untrusted text can neither open nor close our delimiters (<passage …>, </question>, in any
+    case or spacing, fullwidth or as an HTML entity) to pose as instructions or as another passage."""
+    return _TAG.sub(lambda m: "<\u200b" + m.group(1).strip(), text)
 
 
 def _attr(text: str) -> str:
-    return text.replace('"', "'")
+    return " ".join(_untag(text).replace('"', "'").split())
 
 
 def stream_chat(llm: Any, messages: list[Any], secret: str = "") -> Iterator[str]:

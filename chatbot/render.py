@@ -9,6 +9,9 @@ from typing import TextIO
 
 from chatbot.schema import Answer
 
+_MARKER = re.compile(r"\[(\d+)\]")
+_QUOTES = (("\u201c", "\u201d"), ("\u00ab", "\u00bb"))  # the delimiters the extractive answer puts around its quote: “ ” and « »
+_PARAGRAPH = re.compile(r"(?:\r\n?|\n)[ \t]*(?:\r\n?|\n)")
 _CODES = {"bold": "1", "dim": "2", "cyan": "36", "yellow": "33", "green": "32", "red": "31", "magenta": "35"}
 
 
@@ -28,10 +31,32 @@ def _safe(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]", "", text)
 
 
+def system_markers(text: str) -> list[re.Match[str]]:
+    """The [n] markers of an answer text that the system wrote, as opposed to those that are part
+    of a document's text it quotes (a passage saying "5 trillion dollars [3]" must not show a live
+    [3] link to a genuine passage). The web chat, the widget (widget.js, same rule) and the
+    terminal link or colour only these.
+
+    With no quote in the text (a generated answer, checked by chatbot.checks): every marker. With a
+    quote (the extractive answer: `lead [1]` then `Label: “quote” [1]`): only the last marker of
+    each paragraph, and none inside the quote, which runs from the first opening delimiter to the
+    last closing one, so no delimiter a document writes can end it early."""
+    found = list(_MARKER.finditer(text))
+    quoted = [(a, b) for a, b in ((text.find(o), text.rfind(c)) for o, c in _QUOTES) if 0 <= a < b]
+    if not quoted:
+        return found
+    last: dict[int, re.Match[str]] = {}  # paragraph start -> its last marker
+    starts = [0] + [m.end() for m in _PARAGRAPH.finditer(text)]
+    for m in found:
+        last[max(s for s in starts if s <= m.start())] = m
+    return [m for m in last.values() if not any(a < m.start() < b for a, b in quoted)]
+
+
 def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:
     on = use_colour(stream)
     text = _safe(answer.answer)
-    text = re.sub(r"\[(\d+)\]", lambda m: _c(m.group(0), "cyan bold", on), text)
+    own = {m.start() for m in system_markers(text)}
+    text = _MARKER.sub(lambda m: _c(m.group(0), "cyan bold", on) if m.start() in own else m.group(0), text)
     lines = [_c(text, "", on) if answer.answered else _c(text, "yellow", on)]
     lines += [_c(f"({_safe(n)})", "dim", on) for n in answer.notes]
     sources = render_sources(answer, stream, sources_label)

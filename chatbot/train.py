@@ -102,6 +102,7 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
 
 def collect(settings: Settings, xquad_titles: int = 12, include_heldout: bool = False, cache: bool = True) -> list[Record]:
     """Features of every bank question (and of XQuAD questions), cached by content hash."""
+    _sklearn()
     articles = [a for a in bank.load_articles() if include_heldout or not a.heldout]
     questions = bank.load_questions(articles=[a.id for a in articles])
     key = hashlib.sha256(
@@ -134,6 +135,16 @@ def collect(settings: Settings, xquad_titles: int = 12, include_heldout: bool = 
 
 
 # ---- fitting ---------------------------------------------------------------------------------
+def _sklearn() -> None:
+    try:
+        import sklearn  # noqa: F401
+        import trafilatura  # noqa: F401
+    except ImportError as exc:
+        from chatbot.errors import ChatbotError
+
+        raise ChatbotError(f"training and the bank evaluation need scikit-learn and trafilatura ({exc.name} is missing): pip install -e '.[train]'") from exc
+
+
 def fit_logistic(rows: list[dict[str, float]], labels: list[bool], names: tuple[str, ...], c: float = 0.5) -> Logistic:
     from sklearn.linear_model import LogisticRegression
 

@@ -107,8 +107,15 @@ def build(
         current = store.read_pointer(client, settings)
         corpus = [read_document(Path(p)) for p in settings.corpus]
         corpus_ids = {d.doc_id for d in corpus}
+        stored = stored_documents(client, current)
+        _settle_pending(settings, {d.doc_id for d in stored}, warn)
+        kept = kept_documents(settings)
+        known = corpus_ids | {d.doc_id for d in stored}
+        unbuilt = [d.source for d in kept if d.doc_id not in known]
+        if unbuilt and warn:
+            warn(f"note: {len(unbuilt)} kept document(s) in {settings.data_dir / 'documents'} are not in the current index; building them in: {', '.join(unbuilt)}")
         docs: dict[str, SourceDoc] = {}
-        for d in [*corpus, *stored_documents(client, current), *kept_documents(settings)]:
+        for d in [*corpus, *stored, *kept]:
             docs.setdefault(d.doc_id, d)
         added = [d.source for d in new_docs if d.doc_id not in docs]
         for d in new_docs:
@@ -140,14 +147,19 @@ def build(
                 progress(min(i + batch, len(todo)), len(todo))
         second = _second_vectors(settings, client, current, units)
         lexicon = _lexicon(settings, cleaned)
+        pending: list[Path] = []
         try:
-            keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
+            pending = keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
             info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned, second, lexicon)
             store.write_pointer(client, settings, info)
         except Exception as exc:  # chroma raises its own error types for disk and permission trouble
             from chatbot.errors import StoreUnavailable
 
+            for path in pending:
+                path.unlink(missing_ok=True)
             raise StoreUnavailable(f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged") from exc
+        for path in pending:  # in the index now: kept for good
+            path.replace(path.with_suffix(""))
         store.prune(client, settings, keep={info.collection, current.collection if current else ""})
         return BuildReport("built", info, len(docs), added, len(todo), time.perf_counter() - t0)
 
@@ -173,16 +185,39 @@ def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], N
         return store.make_client(settings)
 
 
-def keep_documents(settings: Settings, docs: Sequence[SourceDoc]) -> None:
-    """Added documents are also kept as files in data_dir/documents, so a damaged store loses none."""
+PENDING = ".pending"  # a document kept for a build whose pointer has not moved yet
+
+
+def keep_documents(settings: Settings, docs: Sequence[SourceDoc]) -> list[Path]:
+    """Added documents are also kept as files in data_dir/documents, so a damaged store loses none.
+    A new one is written as NAME.pending, which the caller renames to NAME once the pointer names a
+    build holding it: an indexer killed before that leaves no half-added document (the next one
+    drops the pending file). Returns the pending files."""
     folder = settings.data_dir / "documents"
+    pending = []
     for d in docs:
         path = folder / f"{d.doc_id}__{Path(d.source).name}"
         if not path.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(d.raw, encoding="utf-8")
-            tmp.replace(path)  # atomic: a crash never leaves half a file under the final name
+            tmp.replace(path.with_name(path.name + PENDING))  # atomic: a crash never leaves half a file under a kept name
+            pending.append(path.with_name(path.name + PENDING))
+    return pending
+
+
+def _settle_pending(settings: Settings, stored: set[str], warn: Callable[[str], None] | None) -> None:
+    """Pending files left by a killed indexer (the writer lock is held: none is in use): kept if the
+    pointer had moved to a build holding the document, else dropped, saying so."""
+    folder = settings.data_dir / "documents"
+    for path in sorted(folder.glob(f"*__*{PENDING}")) if folder.is_dir() else []:
+        doc_id, _, source = path.name.removesuffix(PENDING).partition("__")
+        if doc_id in stored:
+            path.replace(path.with_suffix(""))
+            continue
+        path.unlink(missing_ok=True)
+        if warn:
+            warn(f"note: {source} was not added: the indexer adding it was interrupted; run `python app.py index {source}` again to add it")
 
 
 def kept_documents(settings: Settings) -> list[SourceDoc]:
@@ -191,7 +226,7 @@ def kept_documents(settings: Settings) -> list[SourceDoc]:
         return []
     out = []
     for path in sorted(folder.glob("*__*")):
-        if path.suffix == ".tmp":
+        if path.suffix in (".tmp", PENDING):
             continue
         doc_id, _, source = path.name.partition("__")
         out.append(SourceDoc(doc_id, source, path.read_text(encoding="utf-8")))

@@ -134,15 +134,95 @@ def open_current(settings: Settings, client: Any = None) -> tuple[Any, IndexInfo
 
 
 def prune(client: Any, settings: Settings, keep: set[str]) -> None:
-    """Drop old build collections, keeping `keep` (the current and the previous one)."""
+    """Drop old build collections, keeping `keep` (the current and the previous one) and every
+    build a running reader holds a fresh lease on (see `reader_lease`)."""
     prefix = settings.collection_prefix + "-build-"
-    for col in client.list_collections():
-        name = col if isinstance(col, str) else col.name
-        if name.startswith(prefix) and not any(name in (k, k + "-docs", k + SECOND_SUFFIX, k + LEXICON_SUFFIX) for k in keep):
+    with _readers_guard(settings, exclusive=True):  # no reader takes a lease between reading them and dropping
+        keep = keep | leased(settings)
+        for col in client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            if name.startswith(prefix) and not any(name in (k, k + "-docs", k + SECOND_SUFFIX, k + LEXICON_SUFFIX) for k in keep):
+                try:
+                    client.delete_collection(name)
+                except Exception:
+                    pass  # another writer may have dropped it already
+
+
+# ---- reader leases: a serving process names the builds it reads, so no indexer drops them ------
+READERS_DIR = "readers"
+
+
+def _lease_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / READERS_DIR / f"{socket.gethostname()}.{os.getpid()}.json"
+
+
+@contextmanager
+def _readers_guard(settings: Settings, exclusive: bool) -> Iterator[None]:
+    """An flock on data_dir/readers/.lock: shared while a reader reads the pointer and leases what
+    it names, exclusive while an indexer reads the leases and prunes; so a build is either leased
+    before the prune looks, or was not pruned when the reader checked it exists."""
+    folder = Path(settings.data_dir) / READERS_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / ".lock", "a+")  # noqa: SIM115
+    except OSError:
+        yield  # an unwritable folder: readers cannot lease, writers cannot see leases; still work
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        fh.close()
+
+
+@contextmanager
+def reader_lease(settings: Settings) -> Iterator[None]:
+    """Hold while reading the pointer and calling `write_lease` for what it names (see _readers_guard)."""
+    with _readers_guard(settings, exclusive=False):
+        yield
+
+
+def write_lease(settings: Settings, collections: set[str]) -> None:
+    """Record (or renew: the time is the heartbeat) the builds this process reads."""
+    path = _lease_path(settings)
+    data = {"pid": os.getpid(), "host": socket.gethostname(), "collections": sorted(c for c in collections if c), "heartbeat": time.time()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot record which index this server reads (%s): an indexer may drop it", exc.strerror)
+
+
+def drop_lease(settings: Settings) -> None:
+    try:
+        _lease_path(settings).unlink()
+    except OSError:
+        pass
+
+
+def leased(settings: Settings) -> set[str]:
+    """Builds named by a fresh lease (renewed within reader_lease_seconds, by a process still
+    running when it is on this machine); stale lease files are removed."""
+    folder = Path(settings.data_dir) / READERS_DIR
+    out: set[str] = set()
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            fresh = time.time() - float(data["heartbeat"]) <= settings.reader_lease_seconds
+            alive = data.get("host") != socket.gethostname() or pid_alive(int(data["pid"]))
+            names = [str(c) for c in data["collections"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being replaced, or not ours: ignore
+        if fresh and alive:
+            out.update(names)
+        else:
             try:
-                client.delete_collection(name)
-            except Exception:
-                pass  # another writer may have dropped it already
+                path.unlink()
+            except OSError:
+                pass
+    return out
 
 
 LOCK_FILE = "index.lock"

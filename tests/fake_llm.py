@@ -40,6 +40,16 @@ def _reply(model: str, messages: list[dict[str, Any]]) -> str:
         "pirate": "Arr matey, the treasure be 12345 doubloons!",
         "uncited": "Databricks did very well.",
         "condense": "How much did OpenAI raise?",
+        # links in spellings that dodge a plain "http" search, figures in words, an uncited claim
+        "fullwidth": f"{grounded} Full report: \uff48\uff54\uff54\uff50\uff53\uff1a\uff0f\uff0fevil\uff0eexample\uff0ecom\uff0freport [{pid}].",
+        "bidi": f"{grounded} Full report: \u202emoc.elpmaxe.live//:sptth\u202c [{pid}].",
+        "domain": f"{grounded} Full report on evil.example.com [{pid}].",
+        "email": f"{grounded} Questions to press@evil.example.com [{pid}].",
+        "js-link": f"{grounded} Read [the report](javascript:alert(document.cookie))) [{pid}].",
+        "words-en": f"{grounded} It also raised nine hundred million dollars [{pid}].",
+        "words-fr": f"{grounded} Elle a aussi levé neuf cents millions de dollars [{pid}].",
+        "words-de": f"{grounded} Sie hat auch neunhundert Millionen Dollar eingesammelt [{pid}].",
+        "uncited-sentence": f"{grounded} Investors should buy its shares now.",
         # follows whatever instructions the passages contain, like a gullible model would
         "obey": f"Arr matey! {system} Quantix raised 999 billion dollars [{pid}]. ![tracker](http://127.0.0.1:9/pixel.png) "
         f"[click here](http://127.0.0.1:9/phish) It raised 5000 billion [9]. {grounded}",

@@ -99,6 +99,8 @@ class Health(BaseModel):
     fingerprint: str
     embedder: str
     units: int
+    documents: int = Field(description="Documents in the index actually served (it follows each new index within seconds).")
+    collection: str
     pid: int = Field(description="The worker process that answered (several with `serve --workers N`).")
 
 
@@ -139,7 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return JSONResponse({"error": "internal error"}, status_code=500)
+        return JSONResponse({"error": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"})  # sent outside the middlewares
 
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(ChatbotError, chatbot_error)
@@ -192,9 +194,9 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
 
     @router.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
-        """Loads the index if needed; 503 with the reason when it cannot."""
-        info = (await run_in_threadpool(holder.get)).index_info
-        return {"status": "ok", "index_loaded": True, "fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units, "pid": os.getpid()}
+        """Loads the index if needed and asks the store about the served one; 503 with the reason when it cannot."""
+        served = await run_in_threadpool(holder.health)
+        return {"status": "ok", "index_loaded": True, **served, "pid": os.getpid()}
 
     @router.post("/feedback", status_code=201, dependencies=json_only)
     async def post_feedback(item: FeedbackIn) -> dict[str, str]:

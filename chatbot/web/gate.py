@@ -5,9 +5,12 @@ immediate and JSON (never a timeout or an HTML page), and carries CORS headers s
 another site can read it:
 1. CORS (starlette's CORSMiddleware): the widget may call the API from other sites;
 2. rate: POSTs per client IP per minute (token bucket), 429 with Retry-After;
-3. queue: /api/ask(+stream) in flight at most web_concurrency + api_queue_size, else 503 with
-   Retry-After; the API itself computes at most web_concurrency answers at once (chatbot/web/api.py);
-4. size: bodies over max_request_bytes, 413, even when sent chunked.
+3. size: bodies over max_request_bytes, 413, even when sent chunked. The whole body is read here,
+   before the queue: a client still sending its body (slowly, or never: body_timeout_s ends it,
+   chatbot/web/hardening.py) holds no place in it;
+4. queue: /api/ask(+stream) in flight at most web_concurrency + api_queue_size, else 503 with
+   Retry-After; the API itself computes at most web_concurrency answers at once (chatbot/web/api.py).
+A refused CORS preflight is JSON too (JsonCORS).
 Limits are per process: with `serve --workers N` each worker has its own counters.
 """
 
@@ -16,8 +19,9 @@ from __future__ import annotations
 import math
 import time
 
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.settings import Settings
@@ -57,9 +61,22 @@ class RateLimiter:
         self._buckets = buckets
 
 
-def _refuse(status: int, error: str, retry_after: float | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+def _refuse(status: int, error: str, retry_after: float | None = None, close: bool = False) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else {}
+    if close:  # the rest of the body is not read: the connection cannot carry another request
+        headers["Connection"] = "close"
     return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+class JsonCORS(CORSMiddleware):
+    """starlette's CORS, with a refused preflight as {"error": ...} rather than plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")}
+        return JSONResponse({"error": f"CORS preflight refused: {bytes(response.body).decode()}"}, response.status_code, headers)
 
 
 class ApiGate:
@@ -73,7 +90,7 @@ class ApiGate:
         self.max_in_flight = settings.web_concurrency + settings.api_queue_size
         self.in_flight = 0  # one event loop per process: a plain counter is race-free
         origins = list(settings.allowed_origins)
-        self.cors = CORSMiddleware(self._gated, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=600)
+        self.cors = JsonCORS(self._gated, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=600)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
@@ -90,33 +107,9 @@ class ApiGate:
             if wait:
                 error = f"too many requests: the limit is {self.per_minute} per minute; retry in {math.ceil(wait)} s"
                 return await _refuse(429, error, wait)(scope, receive, send)
-        if scope["path"] not in QUEUED_PATHS:
-            return await self._limited(scope, receive, send)
-        if self.in_flight >= self.max_in_flight:
-            error = f"the server is busy ({self.in_flight} questions in progress); retry in a moment"
-            return await _refuse(503, error, QUEUE_RETRY_S)(scope, receive, send)
-        self.in_flight += 1
-        try:
-            await self._limited(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Buffers the (small) body so an oversized one gets a JSON 413, even when chunked."""
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body:
-            return await self._too_large(scope, receive, send)
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_body:
-                return await self._too_large(scope, receive, send)
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return  # answered (413) or the client went away
         replayed = False
 
         async def replay() -> Message:
@@ -124,9 +117,38 @@ class ApiGate:
             if replayed:
                 return await receive()  # later reads wait for the disconnect, as usual
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        if scope["path"] not in QUEUED_PATHS:
+            return await self.app(scope, replay, send)
+        if self.in_flight >= self.max_in_flight:
+            error = f"the server is busy ({self.in_flight} questions in progress); retry in a moment"
+            return await _refuse(503, error, QUEUE_RETRY_S)(scope, replay, send)
+        self.in_flight += 1
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole (small) body, so an oversized one gets a JSON 413, even when chunked."""
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body:
+            await self._too_large(scope, receive, send)
+            return None
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # client went away (or took too long: chatbot/web/hardening.py answered)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                await self._too_large(scope, receive, send)
+                return None
+        return b"".join(chunks)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _refuse(413, f"request body too large (limit {self.max_body} bytes)")(scope, receive, send)
+        await _refuse(413, f"request body too large (limit {self.max_body} bytes)", close=True)(scope, receive, send)

@@ -1,23 +1,30 @@
-"""One Chatbot per process, loaded on first use, never twice.
+"""One Chatbot per process, loaded on first use, never twice, and switched to each new index.
 
 Simplifies: every adapter (API, Gradio, health) asks the holder for the bot; whoever comes
 first pays the few seconds of loading, the others wait on the same lock instead of loading
-their own copy.
+their own copy. A watcher thread then looks every `index_check_seconds` whether the pointer
+names a newer complete build; if so it loads a bot on it beside the served one (sharing the
+models, so it takes well under a second on a small index) and swaps it in: requests never wait
+for it, and one that got the old bot finishes on it. The builds this process reads are named in
+a lease file (data_dir/readers/HOST.PID.json, renewed as a heartbeat) that indexers respect
+when they prune old builds, so a build is never dropped under a server still reading it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, IndexNotReady, StoreUnavailable
 from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from chatbot.core import Chatbot
 
 log = logging.getLogger("chatbot.web")
+GRACE_SECONDS = 120.0  # the build served before a switch stays leased this long, for answers still running on it
 
 
 class BotHolder:
@@ -25,6 +32,14 @@ class BotHolder:
         self.settings = settings
         self._bot = bot
         self._lock = threading.Lock()
+        self._client: Any = None
+        self._stop = threading.Event()
+        self._watch = bot is None or hasattr(type(bot), "reloaded")  # a stand-in given by a test is not switched
+        self._previous: tuple[str, float] = ("", 0.0)  # (build served before the last switch, leased until)
+        self._held: set[str] = set()
+        self._renewed = 0.0
+        self._failed = ""  # a build that could not be loaded: not retried
+        self._reported = ""
 
     @property
     def loaded(self) -> bool:
@@ -35,9 +50,7 @@ class BotHolder:
         if self._bot is None:
             with self._lock:
                 if self._bot is None:
-                    from chatbot.core import Chatbot
-
-                    self._bot = Chatbot(self.settings, warn=log.warning)
+                    self._bot = self._load(None)
         return self._bot
 
     def preload(self) -> None:
@@ -47,3 +60,123 @@ class BotHolder:
             self.get()
         except ChatbotError as exc:
             log.warning("could not load the chatbot yet: %s", exc)
+
+    # ---- following the index ---------------------------------------------------------------
+    def run(self) -> None:
+        """The watcher thread: preload, then check for a newer index until `close`."""
+        if not self.loaded:
+            self.preload()
+        interval = self.settings.index_check_seconds
+        if not self._watch or interval <= 0:
+            return
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception as exc:  # a damaged or unreachable store: keep serving, say it once
+                if str(exc) != self._reported:
+                    self._reported = str(exc)
+                    log.warning("cannot check for a newer index: %s", exc)
+            else:
+                self._reported = ""
+
+    def close(self) -> None:
+        from index import store
+
+        self._stop.set()
+        if self._held:
+            store.drop_lease(self.settings)
+
+    def check(self) -> bool:
+        """Switch to the build the pointer names if it is not the served one; renew the lease.
+        Returns whether it switched."""
+        from index import store
+
+        info = store.read_pointer(self._store(), self.settings)
+        bot = self._bot
+        if info is None or info.collection == self._failed or (bot is not None and info.collection == bot.index_info.collection):
+            self._lease()
+            return False
+        t0 = time.perf_counter()
+        try:
+            if bot is None:
+                self.get()
+                return True
+            new = self._load(bot)
+        except ChatbotError as exc:
+            self._failed = info.collection
+            log.warning("cannot load the new index %s, still serving the previous one: %s", info.collection, exc)
+            self._lease()
+            return False
+        with self._lock:
+            self._bot = new
+        self._previous = (bot.index_info.collection, time.monotonic() + GRACE_SECONDS)
+        self._lease()
+        log.info("switched to the index %s (%d documents) in %.2fs", new.index_info.collection, len(new.retriever.documents), time.perf_counter() - t0)
+        return True
+
+    def health(self) -> dict[str, Any]:
+        """What is served, after asking the store a real query about it (StoreUnavailable if it cannot)."""
+        from index import store
+
+        bot = self.get()
+        info = bot.index_info
+        try:
+            col = self._store().get_collection(info.collection)
+            units = col.count()
+            col.get(limit=1, include=["documents"])
+        except Exception as exc:
+            raise StoreUnavailable(f"the store cannot answer: {store._short(exc)}{store.advice(exc)}") from exc
+        if units != info.units:
+            raise StoreUnavailable(f"the served index has {units} units instead of {info.units}: run `python app.py index --rebuild`")
+        return {"fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units, "documents": len(bot.retriever.documents), "collection": info.collection}
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _store(self) -> Any:
+        if self._client is None:
+            from index import store
+
+            self._client = store.make_client(self.settings)
+        return self._client
+
+    def _load(self, old: Chatbot | None) -> Chatbot:
+        """A bot on the current build, leased before anything of it is read."""
+        from index import store
+
+        client = self._store()
+        for _ in range(3):
+            with store.reader_lease(self.settings):  # the build the pointer names cannot be pruned before it is leased
+                info = store.read_pointer(client, self.settings)
+                if info is None:
+                    raise IndexNotReady("no complete index yet: run `python app.py index` first")
+                self._lease(info.collection)
+            if old is None:
+                from chatbot.core import Chatbot
+
+                bot = Chatbot(self.settings, client=client, warn=log.warning)
+            else:
+                bot = old.reloaded(client)
+            name = bot.index_info.collection
+            if name == info.collection:
+                return bot
+            with store.reader_lease(self.settings):  # the pointer moved again meanwhile: keep that one if still there
+                self._lease(info.collection, name)
+                if store._get(client, name) is not None:
+                    return bot
+        raise IndexNotReady("the index changed too fast to be loaded; retry")
+
+    def _lease(self, *loading: str) -> None:
+        """Write the lease when what it names changed, else renew it now and then."""
+        from index import store
+
+        if not self._watch:
+            return
+        held = set(loading)
+        if self._bot is not None:
+            held.add(self._bot.index_info.collection)
+        previous, until = self._previous
+        if previous and time.monotonic() < until:
+            held.add(previous)
+        if held != self._held or time.monotonic() - self._renewed > self.settings.reader_lease_seconds / 4:
+            store.write_lease(self.settings, held)
+            self._held = held
+            self._renewed = time.monotonic()

@@ -6,13 +6,15 @@ the Markdown parser as syntax. Every character that Markdown or HTML could read 
 becomes a numeric character reference, which CommonMark displays literally and never parses: no
 tags, images, links, autolinks, emphasis or LaTeX can form. Harmless punctuation (, . ? ; / ')
 stays as is so the Markdown source remains readable. The only markup on the page is what this
-module writes itself: <mark> around the answer span and <a> on the [n] markers.
+module writes itself: <mark> around the answer span and <a> on the [n] markers the system wrote
+(chatbot.render.system_markers: never one inside a quoted passage, whatever the document says).
 """
 
 from __future__ import annotations
 
 import re
 
+from chatbot.render import system_markers
 from chatbot.schema import Citation
 
 # every ASCII punctuation except , . ? ; / ' % (no syntax without the others); "." only where it
@@ -21,8 +23,8 @@ _SYNTAX = re.compile(r"[!\"#$&()*+\-:<=>@\[\\\]^_`{|}~]")
 _DOTS = re.compile(r"(?<=[wW]{3})\.|^(\d{1,9})\.", re.M)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000\ue001]")
 _EDGE_SPACE = re.compile(r"(?m)^[ \t]+|[ \t]+$")  # indentation would make a code block
-_MARKER = re.compile(r"&#91;(\d+)&#93;")
-_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use sentinels for the highlight, removed from input first
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use sentinels (highlight, links), removed from input first
+_LINK = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 
 
 def _clean(text: str) -> str:
@@ -45,15 +47,16 @@ def anchor(turn: int, cid: int) -> str:
 
 
 def answer_markdown(text: str, turn: int, ids: set[int]) -> str:
-    """The answer, inert, with each [n] that names a citation turned into a link to its passage."""
-
-    def link(m: re.Match[str]) -> str:
-        n = int(m.group(1))
-        if n not in ids:
-            return m.group(0)
-        return f'<a href="#{anchor(turn, n)}" class="cite">[{n}]</a>'
-
-    return _MARKER.sub(link, inert(text))
+    """The answer, inert, with each [n] that the system wrote and that names a citation turned into
+    a link to its passage; any other [n] (one quoted from a document) stays text."""
+    text = _clean(text)
+    parts, last = [], 0
+    for m in system_markers(text):
+        if int(m.group(1)) in ids:
+            parts += [text[last : m.start()], f"{_OPEN}{int(m.group(1))}{_CLOSE}"]
+            last = m.end()
+    parts.append(text[last:])
+    return _LINK.sub(lambda m: f'<a href="#{anchor(turn, int(m.group(1)))}" class="cite">[{m.group(1)}]</a>', _escape("".join(parts)))
 
 
 def passage_markdown(c: Citation) -> str:

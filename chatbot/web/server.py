@@ -25,8 +25,9 @@ from pydantic import SecretStr
 
 from chatbot.language import Messages
 from chatbot.settings import Settings
+from chatbot.web import hardening
 from chatbot.web.api import api_router, install_error_handlers, widget_router
-from chatbot.web.feedback import FeedbackLog, feedback_file
+from chatbot.web.feedback import FeedbackLog, feedback_log
 from chatbot.web.gate import ApiGate
 from chatbot.web.loader import BotHolder
 
@@ -42,14 +43,17 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, from the fastapi-offline pac
 def _api_app(settings: Settings, bot: Chatbot | None) -> tuple[FastAPI, BotHolder, FeedbackLog, Messages]:
     """The stateless part: /api/*, /widget.js, /widget/demo, /docs; the bot loads in the background."""
     holder = BotHolder(settings, bot)
-    feedback = FeedbackLog(feedback_file(settings))
+    feedback = feedback_log(settings)  # size-capped, rotated
     messages = Messages(settings.prompts_dir / "messages.json")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not holder.loaded:
-            threading.Thread(target=holder.preload, name="chatbot-preload", daemon=True).start()
-        yield
+        # loads the bot if needed, then follows the index: a new complete build is switched to without a restart
+        threading.Thread(target=holder.run, name="chatbot-index-watch", daemon=True).start()
+        try:
+            yield
+        finally:
+            holder.close()
 
     app = FastAPI(
         title="Article chatbot",
@@ -60,6 +64,7 @@ def _api_app(settings: Settings, bot: Chatbot | None) -> tuple[FastAPI, BotHolde
         redoc_url=None,
     )
     app.add_middleware(ApiGate, settings=settings)
+    hardening.install(app, settings)  # body timeout and security headers, outside the gate; connection limits
     install_error_handlers(app)
     app.include_router(api_router(holder, feedback, messages, settings))
     app.include_router(widget_router())
@@ -153,7 +158,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, workers
 
     log_answers()
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 5}
+    common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 5, **hardening.uvicorn_options(settings)}
     if workers == 1:
         app = create_app(settings)
         print(f"chat: http://{shown}:{port}/  API: /api/ask (docs /docs)  widget: /widget.js (demo /widget/demo)", file=sys.stderr)

@@ -135,6 +135,34 @@
     }
   }
 
+  // The [n] markers the system wrote, as {start, end, id}: a marker inside a quoted passage is the
+  // document's own text and never becomes a link (the same rule as chatbot/render.py system_markers).
+  // No quote (a generated answer): every marker. A quote (the extractive answer: `lead [1]` then
+  // `Label: “quote” [1]`): the last marker of each paragraph, none between the first opening and
+  // the last closing delimiter, so a delimiter written by the document cannot end the quote early.
+  function systemMarkers(text) {
+    var found = [], re = /\[(\d+)\]/g, m;
+    while ((m = re.exec(text))) found.push({ start: m.index, end: m.index + m[0].length, id: m[1] });
+    var quoted = [];
+    [["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].forEach(function (q) {
+      var a = text.indexOf(q[0]), b = text.lastIndexOf(q[1]);
+      if (a >= 0 && a < b) quoted.push([a, b]);
+    });
+    if (!quoted.length) return found;
+    var starts = [0], para = /(?:\r\n?|\n)[ \t]*(?:\r\n?|\n)/g;
+    while ((m = para.exec(text))) starts.push(m.index + m[0].length);
+    var last = {}, order = [];
+    found.forEach(function (f) {
+      var p = 0;
+      starts.forEach(function (s) { if (s <= f.start) p = s; });
+      if (!(p in last)) order.push(p);
+      last[p] = f;
+    });
+    return order.map(function (p) { return last[p]; }).filter(function (f) {
+      return !quoted.some(function (q) { return q[0] < f.start && f.start < q[1]; });
+    });
+  }
+
   function start() {
     var mount = document.body;
     if (opts.inline) {
@@ -279,10 +307,12 @@
       msg.text.textContent = "";
       var ids = {};
       (answer.citations || []).forEach(function (c) { ids[c.id] = true; });
-      var parts = String(answer.answer).split(/\[(\d+)\]/); // odd indexes are marker numbers
-      parts.forEach(function (part, i) {
-        if (i % 2 === 0) { if (part) msg.text.appendChild(document.createTextNode(part)); return; }
-        if (!ids[part]) { msg.text.appendChild(document.createTextNode("[" + part + "]")); return; }
+      var text = String(answer.answer), last = 0;
+      systemMarkers(text).forEach(function (m) {
+        var part = m.id;
+        if (!ids[part]) return; // stays in the text around it
+        if (m.start > last) msg.text.appendChild(document.createTextNode(text.slice(last, m.start)));
+        last = m.end;
         var link = el("button", "cite", "[" + part + "]");
         link.type = "button";
         link.setAttribute("aria-label", S.sources + " " + part);
@@ -294,6 +324,7 @@
         });
         msg.text.appendChild(link);
       });
+      if (last < text.length) msg.text.appendChild(document.createTextNode(text.slice(last)));
       (answer.notes || []).forEach(function (note) { msg.box.appendChild(el("p", "note", String(note))); });
       if (answer.citations && answer.citations.length) {
         var sources = el("div", "sources");
