@@ -195,7 +195,8 @@ class Chatbot:
             resolved_question=resolved if resolved != question else "",
             confidence=draft.confidence,
         )
-        events = self._generate(result, resolved, t0) if self.llm is not None and citations else self._replay(result)
+        # the confidence gate applies to generated answers too: below it, no model is asked
+        events = self._generate(result, resolved, t0) if self.llm is not None and citations and result.answered else self._replay(result)
         for event in events:
             if isinstance(event, Final):
                 # one structured line per answer; the question itself only at DEBUG (it may be personal)
@@ -243,7 +244,7 @@ class Chatbot:
         timings["llm"] = (time.perf_counter() - t_llm) * 1000
         timings["first_token"] = ((first or time.perf_counter()) - t0) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        checked = check(streamed, {c.id: c.text for c in extractive.citations}, self.prompter.system)
+        checked = check(streamed, {c.id: c.text for c in extractive.citations}, self.prompter.system, allow_links=self.settings.llm_allow_links)
         if checked.refused:
             text = self.messages.get("refusal", lang)
             yield Final(replace(extractive, answer=text, answered=False, timings_ms=timings), replaced=True)

@@ -41,6 +41,29 @@ _TIME_GROUPS = [
 ]
 
 
+_LINKING = {"de", "du", "des", "la", "le", "les", "l", "d", "et", "of", "the", "and", "for", "fur", "der", "die", "das", "und", "von", "en", "a", "à"}
+
+
+def _acronyms(text: str, longest: int = 8) -> set[str]:
+    """Initials of every run of words that starts with a capital ("Haut Conseil de l'évaluation
+    de la recherche et de l'enseignement supérieur" -> "hceres"), skipping linking words."""
+    words = re.findall(r"[^\W\d_]+", text)
+    out: set[str] = set()
+    for i, w in enumerate(words):
+        if not w[0].isupper():
+            continue
+        initials = ""
+        for x in words[i : i + longest * 2]:
+            if fold(x) in _LINKING:
+                continue
+            initials += fold(x)[0]
+            if len(initials) >= 2:
+                out.add(initials)
+            if len(initials) >= longest:
+                break
+    return out
+
+
 def _same_time(asked: list[str], text: str) -> bool:
     years = [a for a in asked if a.isdigit()]
     if any(y in text for y in years):
@@ -99,9 +122,12 @@ class Extractor:
         self.default_idf = max(retriever.idf.values(), default=1.0)
 
 
+        self.acronyms = _acronyms(self.corpus)
+
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
-        return [e for e in info.entities if not self.mentions.mentioned(e, self.corpus)]
+        """Names the corpus never mentions; an abbreviation of a name it spells out counts as present."""
+        return [e for e in info.entities if not self.mentions.mentioned(e, self.corpus) and fold(e) not in self.acronyms]
 
     def coverage(self, info: QuestionInfo) -> float:
         """Share of the question's content words (and names) that the corpus uses at all."""
@@ -219,6 +245,9 @@ class Extractor:
             for c, z in zip(choices, logits, strict=True):
                 c.score = float(z)
         choices.sort(key=lambda c: -c.score)
+        if followup and any(c.features["previous"] for c in choices):
+            # a follow-up asks for something new: the sentence already quoted is not its answer
+            choices = [c for c in choices if not c.features["previous"]]
         missing = self.missing_from_corpus(info)
         q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
         return Assessment(choices, q, missing)
@@ -348,6 +377,11 @@ class Extractor:
         doc_lang = str(chunk.meta.get("language") or "") or self._passage_language(chunk)
         if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
             label = self.msg.get("comment_label", lang, author=str(chunk.meta["author"]))
+        elif len(self.r.documents) > 1:
+            # several documents: every quote names the one it comes from, so an added file never
+            # passes for the article
+            name = str(chunk.meta.get("title") or chunk.meta.get("source") or "")[:80]
+            label = self.msg.get("quote_label_doc", lang, name=name)
         elif doc_lang and doc_lang != lang:
             label = self.msg.get("quote_label_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
         else:

@@ -95,7 +95,9 @@ def load(cache_dir: Path | None = None, folder: str = str(DICT_DIR)) -> dict[str
             pass
     graph = equivalence(folder)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    import os
+
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several indexers may fill the cache at once
     tmp.write_text(json.dumps({k: sorted(v) for k, v in graph.items()}, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return graph

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # answering and refusal
     second_model: str = "use"  # a second embedder whose scores feed the answer models; computed at index time
     lexicon: bool = True  # FreeDict equivalents (apt: dict-freedict-*) as a cross-lingual feature, when installed
+    cache_dir: Path = Path.home() / ".cache" / "article-chatbot"  # machine-wide: the parsed dictionaries (~10 s to parse once)
     models_path: Path = ROOT / "models" / "answer.json"  # fitted answer models (python app.py train)
     # A confident wrong answer costs this many refusals of an answerable question. Confidence is a
     # calibrated probability, so the answer threshold is cost / (1 + cost): 1.5 answers at >= 0.6.

@@ -271,7 +271,7 @@ def _lexicon(settings: Settings, cleaned: dict[str, str]) -> dict[str, list[str]
     from chatbot import lexicon
     from chatbot.question import folded_words
 
-    graph = lexicon.load(settings.data_dir / "cache")
+    graph = lexicon.load(settings.cache_dir)
     vocabulary = {w for text in cleaned.values() for w in folded_words(text) if len(w) >= 3}
     return lexicon.for_corpus(vocabulary, graph)
 

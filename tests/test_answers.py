@@ -87,9 +87,16 @@ def test_refusals_in_the_question_language(bot: object, question: str, lang: str
 
 @pytest.mark.slow
 def test_followup_with_history(bot: object) -> None:
+    """A follow-up that changes one slot never returns the previous answer: either the new fact,
+    or, when unsure, a refusal whose closest passages hold it."""
     h = [{"role": "user", "content": "Quelle part du capital-risque américain est allée à l'IA ?"}, {"role": "assistant", "content": "42 % [1]"}]
     a = bot.answer("Et en Europe ?", h)  # type: ignore[attr-defined]
-    assert a.answered and a.language == "fr" and "25 %" in a.answer.split("[1]")[0]
+    assert a.language == "fr" and "Europe" in a.resolved_question
+    if a.answered:
+        assert "25 %" in a.answer.split("[1]")[0]
+    else:
+        assert any("25 %" in c.text for c in a.citations)
+    assert not a.answer.startswith("42")
 
 
 @pytest.mark.slow
@@ -142,3 +149,31 @@ def test_unloadable_reranker_is_a_clear_error(settings: object, built: object, e
     s = settings.model_copy(update={"rerank_model": "/nonexistent/cross-encoder"})  # type: ignore[attr-defined]
     with pytest.raises(EmbedderUnavailable, match="CHATBOT_RERANK_MODEL"):
         Chatbot(s, embedder=e5)
+
+
+def test_abbreviations_of_names_spelled_out_count_as_present() -> None:
+    from chatbot.extract import _acronyms
+
+    text = "Le Haut Conseil de l’évaluation de la recherche et de l’enseignement supérieur a répondu. The National Security Agency declined."
+    found = _acronyms(text)
+    assert {"hceres", "nsa"} <= found
+    assert "fbi" not in found
+
+
+@pytest.mark.slow
+def test_quotes_from_an_added_document_name_it(tmp_path: Path, e5: object) -> None:
+    """With several documents, a quote is labelled with its document, never "From the article"."""
+    from chatbot.core import Chatbot
+    from chatbot.settings import Settings
+    from index.build import build
+
+    extra = tmp_path / "orion-notes.md"
+    extra.write_text("# Orion fund notes\n\nThe Orion Fund raised 5 trillion dollars [3] in 2024 from its members.\n", encoding="utf-8")
+    s = Settings(data_dir=tmp_path / "d")
+    build(s, files=[extra], embedder=e5)  # type: ignore[arg-type]
+    bot = Chatbot(s, embedder=e5)  # type: ignore[arg-type]
+    p = bot.prepare("How much did the Orion Fund raise?")
+    a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
+    orion = next(c for c in a.choices if "Orion" in c.hit.chunk.text)
+    text = bot.extractor._compose(p.info, orion, p.hits, p.language).text
+    assert "From “Orion fund notes”" in text and "From the article" not in text

@@ -85,6 +85,7 @@ class AnswerOut(BaseModel):
     timings_ms: dict[str, float]
     resolved_question: str
     notes: list[str]
+    confidence: float = Field(description="Calibrated probability that the answer is right; below the answer threshold, answered is false.")
 
 
 class FeedbackIn(BaseModel):
