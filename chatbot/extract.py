@@ -245,9 +245,6 @@ class Extractor:
             for c, z in zip(choices, logits, strict=True):
                 c.score = float(z)
         choices.sort(key=lambda c: -c.score)
-        if followup and any(c.features["previous"] for c in choices):
-            # a follow-up asks for something new: the sentence already quoted is not its answer
-            choices = [c for c in choices if not c.features["previous"]]
         missing = self.missing_from_corpus(info)
         q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
         return Assessment(choices, q, missing)

@@ -37,7 +37,7 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "fused", "chunk_rank", "bm25", "overlap", "idf_overlap", "ent_required", "ent_frac", "ent_all",
     "typed", "kind_ok", "typed_ok", "span", "time_asked", "time_ok", "comment", "readers_q", "comment_x_readers",
     "related", "related_q", "related_x", "same_lang", "lead", "about_q", "lead_x_about", "quote_ok", "why_ok",
-    "joined", "length", "byline", "heading", "e5_own", "e5_own_gap", "cognate", "chunk_e5", "chunk_e5_gap", "position", "xling",
+    "joined", "length", "byline", "heading", "e5_own", "e5_own_gap", "previous", "cognate", "chunk_e5", "chunk_e5_gap", "position", "xling",
 )
 
 QUESTION_FEATURES: tuple[str, ...] = (

@@ -49,9 +49,12 @@ def _log(msg: str) -> None:
 
 
 def _bot_for(doc: Path, data_dir: Path, embedder: Any) -> Any:
+    import shutil
+
     from chatbot.core import Chatbot
     from index.build import build
 
+    shutil.rmtree(data_dir, ignore_errors=True)  # always a fresh build: a stale one would make training irreproducible
     settings = Settings(corpus=(doc,), data_dir=data_dir, llm_enabled=False)
     build(settings, embedder=embedder)
     return Chatbot(settings, embedder=embedder, fitted=False)

@@ -100,12 +100,15 @@ def test_real_server_streams_cited_checked_answers(settings: object, built: obje
 
     s = settings.model_copy(update={"llm_base_url": llama_server, "llm_model": "smollm2", "llm_timeout": 60.0})  # type: ignore[attr-defined]
     bot = Chatbot(s, embedder=e5)
-    counts = []
+    counts, asked = [], 0
     for q in QUESTIONS:
         deltas, final = run(bot, q)
         counts.append(deltas)
+        asked += "first_token" in final.answer.timings_ms or bool(final.answer.notes)
         assert_grounded(final)
-        assert "first_token" in final.answer.timings_ms or final.answer.notes
+        # every answer the confidence gate lets through goes to the model (or falls back with a note)
+        assert "first_token" in final.answer.timings_ms or final.answer.notes or not final.answer.answered
+    assert asked >= 1, "no question reached the model"
     # the model samples: now and then it answers one token ("1") and stops, which cannot stream
     assert min(counts) >= 1 and max(counts) >= 5, f"the server's tokens were not streamed: {counts}"
 

@@ -114,5 +114,5 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
 
 
 # measured leave-one-article-out figures, less a small margin for machine noise
-# (accuracy 0.454, answered wrong 0.082, unanswerables refused 0.850, false refusals 0.588)
-FLOOR = {"accuracy": 0.42, "answered_wrong": 0.11, "unanswerable_refused": 0.80, "false_refusals": 0.63}
+# (accuracy 0.449, answered wrong 0.103, unanswerables refused 0.832, false refusals 0.569)
+FLOOR = {"accuracy": 0.42, "answered_wrong": 0.12, "unanswerable_refused": 0.80, "false_refusals": 0.62}
