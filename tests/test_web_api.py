@@ -18,6 +18,7 @@ from tests.conftest import WebServer, run_app
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 HEADLINE_Q = "Combien les startups d'IA ont-elles levé en 2024 ?"
+ANSWERED_Q = "How much did Databricks raise?"  # answered with confidence: a long, quoted answer to stream
 CITATION_KEYS = {"id": int, "text": str, "section": str, "source": str, "score": float, "start": int, "end": int, "author": str, "heading": str}
 
 
@@ -76,7 +77,7 @@ def test_api_is_the_core_answer(web_server: WebServer, bot: Any) -> None:
 
 
 def test_stream_sends_deltas_then_the_final_answer(web_server: WebServer) -> None:
-    with httpx.stream("POST", web_server.url + "/api/ask/stream", json={"question": HEADLINE_Q}, timeout=60) as r:
+    with httpx.stream("POST", web_server.url + "/api/ask/stream", json={"question": ANSWERED_Q}, timeout=60) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()
@@ -87,7 +88,7 @@ def test_stream_sends_deltas_then_the_final_answer(web_server: WebServer) -> Non
     final = events[-1][1]
     check_answer(final)
     assert "".join(d["text"] for n, d in events if n == "delta") == final["answer"]
-    plain = post(web_server, "/api/ask", {"question": HEADLINE_Q}).json()
+    plain = post(web_server, "/api/ask", {"question": ANSWERED_Q}).json()
     assert final["answer"] == plain["answer"] and final["citations"] == plain["citations"]
 
 
@@ -333,7 +334,7 @@ def test_queue_full_is_an_immediate_503(limited_server: WebServer) -> None:
             started = [asyncio.Event(), asyncio.Event()]
 
             async def slow_stream(n: int) -> str:
-                body = {"question": "Quelle part du capital-risque européen est allée à l'IA ?"}
+                body = {"question": "Qui est le fondateur de Dealroom ?"}  # answered: a quote long enough to stream for a while
                 async with client.stream("POST", "/api/ask/stream", json=body, headers=client_ip(10 + n)) as r:
                     assert r.status_code == 200
                     text = ""

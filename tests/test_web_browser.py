@@ -105,7 +105,13 @@ def test_chat_follow_up_uses_the_history(new_page: Any, web_server: WebServer) -
     chat_ask(p.page, "And OpenAI?")
     # the follow-up is read with its history: the OpenAI figure is the answer or, when the bot is
     # unsure, among the passages it shows (answer and sources, collapsed ones included)
-    shown = str(p.page.locator("#chat .bot-row").last.text_content())
+    groups = p.page.locator("#chat .thought-group")
+    passages = []
+    for i in range(max(0, groups.count() - 3), groups.count()):  # the follow-up's sources, opened
+        groups.nth(i).locator(".title").click()
+        groups.nth(i).locator(".content").wait_for()
+        passages.append(groups.nth(i).locator(".content").inner_text())
+    shown = last_answer(p.page) + " " + " ".join(passages)
     assert re.search(r"6[,.]6|\b20\b", shown), shown
 
 
