@@ -117,7 +117,7 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
-        a.bar(["ours ask", "vanilla ask", "ours serve→healthy"], [result["ours_ask_s"], result["vanilla_ask_s"], result["serve_healthy_s"]], color=["#2b6cb0", "#a0aec0", "#2f855a"])
+        a.bar(["ours\nask", "vanilla\nask", "ours\nserve→healthy"], [result["ours_ask_s"], result["vanilla_ask_s"], result["serve_healthy_s"]], color=["#2b6cb0", "#a0aec0", "#2f855a"])
         a.set_ylabel("seconds (median, cold)")
         b.bar(["ours", "vanilla"], [result["ours_rss_mb"], result["vanilla_rss_mb"]], color=["#2b6cb0", "#a0aec0"])
         b.set_ylabel("peak RSS, MB")
