@@ -334,7 +334,7 @@ def test_queue_full_is_an_immediate_503(limited_server: WebServer) -> None:
             started = [asyncio.Event(), asyncio.Event()]
 
             async def slow_stream(n: int) -> str:
-                body = {"question": "Qui est le fondateur de Dealroom ?"}  # answered: a quote long enough to stream for a while
+                body = {"question": "What is the article about?"}  # answered (headline + lead): long enough to stream for a while
                 async with client.stream("POST", "/api/ask/stream", json=body, headers=client_ip(10 + n)) as r:
                     assert r.status_code == 200
                     text = ""
