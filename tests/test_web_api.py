@@ -345,7 +345,7 @@ def test_queue_full_is_an_immediate_503(limited_server: WebServer) -> None:
 
             streams = [asyncio.create_task(slow_stream(n)) for n in range(2)]
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 60)
-            assert not any(s.done() for s in streams), "the streams ended too soon to fill the queue"
+            assert not any(s.done() for s in streams), f"the streams ended too soon to fill the queue: {[s.result() if not s.exception() else s.exception() for s in streams if s.done()]}"
             for n, path in enumerate(("/api/ask", "/api/ask/stream")):
                 t0 = time.perf_counter()
                 r = await client.post(path, json={"question": HEADLINE_Q}, headers=client_ip(20 + n))

@@ -91,6 +91,7 @@ class AnswerStream:
                 if final is None and queue.empty() and backlog:  # live: send what has arrived
                     yield "delta", "".join(backlog)
                     backlog = []
+                    await asyncio.sleep(delay)  # the same pace live as replayed, however fast the pieces come
             for piece in pieces("".join(backlog), words):  # finished: replay the rest as typing
                 yield "delta", piece
                 await asyncio.sleep(delay)
