@@ -250,8 +250,8 @@ class Retriever:
             best_sent[pid] = max(best_sent.get(pid, -1.0), float(sc))
         named = self.named_authors(query)
         if about_readers is None:
-            about_readers = bool(_ABOUT_READERS.search(query)) or bool(named)
-        about_related = bool(_ABOUT_RELATED.search(query))
+            about_readers = self.asks_about_readers(query)
+        about_related = self.asks_about_related(query)
         fused: dict[str, float] = {}
         for weight, ranking in (
             (s.dense_weight, dense),
@@ -291,10 +291,6 @@ class Retriever:
 
     def asks_about_related(self, query: str) -> bool:
         return bool(_ABOUT_RELATED.search(query))
-
-    def asks_about_section(self, query: str) -> bool:
-        """Does the question point at a part of the corpus (comments, related articles, an author)?"""
-        return bool(_ABOUT_READERS.search(query) or _ABOUT_RELATED.search(query) or self.named_authors(query))
 
     def corpus_text(self) -> str:
         return "\n".join(c.text for c in self.chunks.values())
