@@ -95,14 +95,18 @@ def extract_text(html: str, language: str, title: str = "") -> str:
     doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=True, include_tables=False, favor_precision=True)
     if doc is None or not (doc.get("text") if isinstance(doc, dict) else getattr(doc, "text", "")):
         # short or already-cleaned pages look like boilerplate to the precision mode
-        doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=True, include_tables=False, favor_recall=True)
+        doc = trafilatura.bare_extraction(
+            html, with_metadata=True, include_comments=True, include_tables=False, favor_recall=True
+        )
     if doc is None:
         raise ChatbotError("trafilatura found no article text")
     get = (lambda k: doc.get(k)) if isinstance(doc, dict) else (lambda k: getattr(doc, k, None))
     lines = [title or get("title") or ""]
     author, date = get("author") or "", get("date") or ""
     if author or date:
-        lines.append(" | ".join(x for x in (_BYLINE.get(language, "By {author}").format(author=author) if author else "", date) if x))
+        lines.append(
+            " | ".join(x for x in (_BYLINE.get(language, "By {author}").format(author=author) if author else "", date) if x)
+        )
     lines.append("")
     lines.append(get("text") or "")
     if get("comments"):
@@ -122,7 +126,10 @@ def materialize(article: Article, cache: Path) -> Path:
     if "/test-pages/" in article.path:  # readability's fixtures carry the title they expect in a metadata file
         meta_path = article.path.rsplit("/", 1)[0] + "/expected-metadata.json"
         try:
-            title = json.loads(_git_show(Article(article.id, article.language, article.repo, meta_path, article.commit)))["title"] or ""
+            title = (
+                json.loads(_git_show(Article(article.id, article.language, article.repo, meta_path, article.commit)))["title"]
+                or ""
+            )
         except (FixtureMissing, KeyError, ValueError):
             title = ""
     cache.mkdir(parents=True, exist_ok=True)

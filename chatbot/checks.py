@@ -8,25 +8,84 @@ links, and then only those the passages contain), drop markers that point at no 
 were copied with a passage's own text ("… dollars [3]" is the document's [3], not a citation),
 drop any sentence whose numbers (in digits or in words: "nine hundred million", "neuf cents
 millions", "neunhundert Millionen") appear in no cited passage, drop any sentence without a
-marker, and reject answers that quote our own instructions. What survives is shown; if nothing
+marker or sharing no figure, name or content word with the passages it cites ("The passage [1]
+contains the answer." cites without saying anything), and reject answers that quote our own instructions. What survives is shown; if nothing
 cited survives, the caller falls back to the extractive answer.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
+
+from chatbot.question import fold
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _NUMBER = re.compile(r"(?<![\w])\d+(?:[ .,\u202f\xa0]\d{3})*(?:[.,]\d+)?")
 _LIST_NUMBER = re.compile(r"^\s*\d{1,2}[.)]\s+")  # "1. " list numbering is layout, not a figure
 _SENTENCE = re.compile(r"(?<=[.!?])(?:\s*\[\d+\])*\s+|\n+")
-_ABBREVIATION = re.compile(r"(?:\b\w\.){1,3}$|\b(?:Mr|Mrs|Ms|Dr|Prof|Inc|Ltd|Corp|Co|St|vs|approx|ca|bzw|Nr|env|cf|z\.\s?B)\.$", re.I)
+_ABBREVIATION = re.compile(
+    r"(?:\b\w\.){1,3}$|\b(?:Mr|Mrs|Ms|Dr|Prof|Inc|Ltd|Corp|Co|St|vs|approx|ca|bzw|Nr|env|cf|z\.\s?B)\.$", re.I
+)
 REFUSAL_TOKEN = "NOT_IN_ARTICLE"
+_STEM = 5  # words compare on their first letters: "investit" / "investissements", "raised" / "raise"
+_MIN_WORD = 4
+# words about the task itself: a sentence made of them says nothing the passage supports
+_META = frozenset(
+    [
+        "passage",
+        "passages",
+        "question",
+        "questions",
+        "answer",
+        "answers",
+        "article",
+        "articles",
+        "text",
+        "texts",
+        "source",
+        "sources",
+        "document",
+        "documents",
+        "excerpt",
+        "excerpts",
+        "context",
+        "contains",
+        "contain",
+        "information",
+        "mentioned",
+        "mentions",
+        "provided",
+        "reponse",
+        "reponses",
+        "texte",
+        "textes",
+        "extrait",
+        "extraits",
+        "contient",
+        "informations",
+        "mentionne",
+        "frage",
+        "fragen",
+        "antwort",
+        "antworten",
+        "artikel",
+        "abschnitt",
+        "textstelle",
+        "quelle",
+        "quellen",
+        "enthalt",
+        "informationen",
+    ]
+)
 
 # --- spellings: what the reader sees ---
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
 _OVERRIDE = re.compile("([\u202d\u202e])([^\u202c\n]*)\u202c?")  # LRO/RLO … PDF: shown in forced (reversed) order
 _DOTS = str.maketrans({"\u3002": ".", "\uff61": ".", "\u2024": ".", "\ufe52": "."})
 
@@ -43,7 +102,9 @@ _URL = re.compile(
     re.I,
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.I)
-_DOMAIN = re.compile(r"(?<![\w@.-])(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[\w-]+)\b(?::\d{1,5})?(?:/" + _URL_BODY + ")?", re.I)
+_DOMAIN = re.compile(
+    r"(?<![\w@.-])(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[\w-]+)\b(?::\d{1,5})?(?:/" + _URL_BODY + ")?", re.I
+)
 _CUT = "\ue000"  # where something was removed, so a ")" it leaves unbalanced goes too
 
 
@@ -54,32 +115,127 @@ def _counting(words: list[str]) -> dict[str, int]:
 
 _EN = _counting(
     [
-        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
     ]
 ) | {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _FR = _counting(
-    ["un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze", "treize", "quatorze", "quinze", "seize"]
+    [
+        "un",
+        "deux",
+        "trois",
+        "quatre",
+        "cinq",
+        "six",
+        "sept",
+        "huit",
+        "neuf",
+        "dix",
+        "onze",
+        "douze",
+        "treize",
+        "quatorze",
+        "quinze",
+        "seize",
+    ]
 ) | {
-    "une": 1, "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50, "soixante": 60,
-    "septante": 70, "huitante": 80, "octante": 80, "nonante": 90,
+    "une": 1,
+    "vingt": 20,
+    "vingts": 20,
+    "trente": 30,
+    "quarante": 40,
+    "cinquante": 50,
+    "soixante": 60,
+    "septante": 70,
+    "huitante": 80,
+    "octante": 80,
+    "nonante": 90,
 }
 _DE = _counting(
     [
-        "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf", "zwölf",
-        "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn",
+        "eins",
+        "zwei",
+        "drei",
+        "vier",
+        "fünf",
+        "sechs",
+        "sieben",
+        "acht",
+        "neun",
+        "zehn",
+        "elf",
+        "zwölf",
+        "dreizehn",
+        "vierzehn",
+        "fünfzehn",
+        "sechzehn",
+        "siebzehn",
+        "achtzehn",
+        "neunzehn",
     ]
 ) | {
-    "ein": 1, "eine": 1, "einen": 1, "einer": 1, "einem": 1, "zwanzig": 20, "dreißig": 30, "dreissig": 30, "vierzig": 40,
-    "fünfzig": 50, "sechzig": 60, "siebzig": 70, "achtzig": 80, "neunzig": 90, "sieb": 7,
+    "ein": 1,
+    "eine": 1,
+    "einen": 1,
+    "einer": 1,
+    "einem": 1,
+    "zwanzig": 20,
+    "dreißig": 30,
+    "dreissig": 30,
+    "vierzig": 40,
+    "fünfzig": 50,
+    "sechzig": 60,
+    "siebzig": 70,
+    "achtzig": 80,
+    "neunzig": 90,
+    "sieb": 7,
 }
 _UNITS = _EN | _FR | _DE
-_ARTICLES = {"one", "un", "une", "ein", "eine", "eins", "einen", "einer", "einem"}  # numbers only before hundred, thousand, million…
+_ARTICLES = {
+    "one",
+    "un",
+    "une",
+    "ein",
+    "eine",
+    "eins",
+    "einen",
+    "einer",
+    "einem",
+}  # numbers only before hundred, thousand, million…
 _HUNDRED = {"hundred", "cent", "cents", "hundert"}
 _THOUSAND = {"thousand", "mille", "tausend"}
 _SCALES = {
-    "million", "millions", "billion", "billions", "trillion", "trillions", "milliard", "milliards",
-    "millionen", "milliarde", "milliarden", "billionen", "trilliarde", "trilliarden",
+    "million",
+    "millions",
+    "billion",
+    "billions",
+    "trillion",
+    "trillions",
+    "milliard",
+    "milliards",
+    "millionen",
+    "milliarde",
+    "milliarden",
+    "billionen",
+    "trilliarde",
+    "trilliarden",
 }
 _AND = {"and", "et", "und"}
 _POINT = {"point", "virgule", "komma"}
@@ -186,7 +342,12 @@ def word_numbers(text: str) -> set[str]:
             pv = _value(prev)
             if w in ("vingt", "vingts") and pv is not None and 1 < pv < 10 and low == pv:
                 current += pv * 19  # quatre-vingt(s): 4 x 20
-            elif low == 0 or (low % 10 == 0 and low >= 20 and v < 10) or (low in (60, 80) and v < 20) or (low == 10 and v < 10 and prev == "dix"):
+            elif (
+                low == 0
+                or (low % 10 == 0 and low >= 20 and v < 10)
+                or (low in (60, 80) and v < 20)
+                or (low == 10 and v < 10 and prev == "dix")
+            ):
                 current += v
             else:
                 flush()
@@ -305,17 +466,20 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
         cleaned = _MARKER.sub(lambda m: "" if m.start() in copied else m.group(0), cleaned)
     kept = []
     invented_all: set[str] = set()
-    uncited = 0
+    uncited = unsupported = 0
     for sentence in _sentences(cleaned):
         markers = {int(n) for n in _MARKER.findall(sentence)}
         allowed = set().union(*(numbers(seen[i]) for i in markers or seen))
-        invented = numbers(_LIST_NUMBER.sub("", sentence)) - allowed
+        said = numbers(_LIST_NUMBER.sub("", sentence))
+        invented = said - allowed
         if _CUT in sentence or not re.search(r"\w", _MARKER.sub("", sentence)):
             continue  # what is left of a sentence around a link is no answer ("Write to [1].")
         if invented:
             invented_all |= invented
         elif not markers:
             uncited += 1
+        elif not said and not _anchors(_MARKER.sub(" ", sentence)) & set().union(*(_anchors(seen[i]) for i in markers)):
+            unsupported += 1
         else:
             kept.append(sentence)
     if invented_all:
@@ -323,10 +487,29 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
         result.problems.append(f"unsupported figures {', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}")
     if uncited:
         result.problems.append(f"{uncited} sentence{'s' if uncited > 1 else ''} with no cited passage removed")
+    if unsupported:
+        result.problems.append(
+            f"{unsupported} sentence{'s' if unsupported > 1 else ''} sharing no word with the passages cited removed"
+        )
     joined = re.sub(r"[ \t]+", " ", " ".join(kept))
     result.text = re.sub(r" +(?=[.,;:!?](?:\s|$))", "", joined).strip()
     result.cited = {int(n) for n in _MARKER.findall(result.text)}
     return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _anchors(text: str) -> frozenset[str]:
+    """The content words of a text (no stop or task words), folded and cut to a stem."""
+    from bm25s import stopwords as sw  # lazily: checks run only when a language model answered
+
+    stop = _stopwords(sw)
+    words = re.findall(rf"[^\W\d_]{{{_MIN_WORD},}}", fold(text))
+    return frozenset(w[:_STEM] for w in words if w not in stop and w not in _META)
+
+
+@functools.lru_cache(maxsize=1)
+def _stopwords(sw: Any) -> frozenset[str]:
+    return frozenset(fold(w) for w in (*sw.STOPWORDS_EN, *sw.STOPWORDS_FRENCH, *sw.STOPWORDS_GERMAN))
 
 
 def _copied_markers(text: str, corpus: str) -> list[re.Match[str]]:

@@ -4,11 +4,12 @@ the core. Heavy libraries load inside the commands, so `--help` is instant."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,21 @@ def ensure_index(settings: Any, quiet: bool = False) -> None:
         cmd_index(argparse.Namespace(files=[], rebuild=False, wait=60.0, quiet=quiet))
 
 
-def _bot(settings: Any, build_if_missing: bool = True) -> Any:
-    from chatbot.core import Chatbot
+@contextlib.contextmanager
+def _reader(settings: Any, follow: bool = False) -> Iterator[Any]:
+    """The bot, through a holder that leases its build (no indexer prunes it under us) and, with
+    `follow`, switches to each new index between questions as the server does."""
+    from chatbot.holder import BotHolder
 
-    if build_if_missing:
-        ensure_index(settings, quiet=True)
-    return Chatbot(settings, warn=_warn)
+    ensure_index(settings, quiet=True)
+    holder = BotHolder(settings, warn=_warn)
+    holder.get()
+    if follow:
+        holder.start()
+    try:
+        yield holder
+    finally:
+        holder.close()
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -73,11 +83,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from chatbot.core import validate
 
     validate(args.question, [], settings)  # fail fast, before loading models
-    bot = _bot(settings)
-    if args.json:
-        print(json.dumps(bot.answer(args.question).to_dict(), ensure_ascii=False))
-    else:
-        _print_streamed(bot, args.question, [])
+    with _reader(settings) as holder:
+        if args.json:
+            print(json.dumps(holder.get().answer(args.question).to_dict(), ensure_ascii=False))
+        else:
+            _print_streamed(holder.get(), args.question, [])
     return 0
 
 
@@ -109,31 +119,40 @@ def _print_streamed(bot: Any, question: str, history: list[dict[str, str]]) -> A
 
 
 def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
-    bot = _bot(settings)
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            if line.startswith("{"):
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InvalidQuestion(f"invalid JSON: {exc.msg}") from None
-                if not isinstance(item, dict):
-                    raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
-                out = bot.answer(item.get("question"), item.get("history"))
-            else:
-                out = bot.answer(line)
-            print(json.dumps(out.to_dict(), ensure_ascii=False), flush=True)
-        except ChatbotError as exc:
-            print(json.dumps({"error": str(exc), "input": line[:200]}, ensure_ascii=False), flush=True)
+    with _reader(settings, follow=True) as holder:
+        for line in sys.stdin:
+            _answer_line(holder.get(), line)
     return 0
+
+
+def _answer_line(bot: Any, line: str) -> None:
+    """One JSON line out per line in: the answer, or {"error": …} for that line only."""
+    line = line.strip()
+    if not line:
+        return
+    try:
+        if line.startswith("{"):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidQuestion(f"invalid JSON: {exc.msg}") from None
+            if not isinstance(item, dict):
+                raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
+            out = bot.answer(item.get("question"), item.get("history"))
+        else:
+            out = bot.answer(line)
+        print(json.dumps(out.to_dict(), ensure_ascii=False), flush=True)
+    except ChatbotError as exc:
+        print(json.dumps({"error": str(exc), "input": line[:200]}, ensure_ascii=False), flush=True)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    bot = _bot(settings)
+    with _reader(settings, follow=True) as holder:
+        return _chat_loop(holder, settings)
+
+
+def _chat_loop(holder: Any, settings: Any) -> int:
     history: list[dict[str, str]] = []
     print("Ask about the article (empty line or Ctrl-D to quit, /new for a new conversation).", file=sys.stderr)
     while True:
@@ -148,7 +167,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             history = []
             continue
         try:
-            answer = _print_streamed(bot, question, history)
+            answer = _print_streamed(holder.get(), question, history)
         except InvalidQuestion as exc:
             _warn(f"error: {exc}")
             continue
@@ -174,7 +193,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        report = build(settings, [Path(f) for f in args.files], rebuild=args.rebuild, progress=progress, warn=_warn, lock_timeout=args.wait)
+        report = build(
+            settings, [Path(f) for f in args.files], rebuild=args.rebuild, progress=progress, warn=_warn, lock_timeout=args.wait
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -195,7 +216,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = _settings()
     models = train(settings, xquad_titles=args.xquad)
-    print(f"answer models written to {settings.models_path} ({models.meta['questions']} bank questions, {models.meta['extra_questions']} XQuAD)")
+    print(
+        f"answer models written to {settings.models_path} ({models.meta['questions']} bank questions, {models.meta['extra_questions']} XQuAD)"
+    )
     return 0
 
 
@@ -206,7 +229,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = _settings()
     # five citations so hit@5 can be measured; the answer and its first three are unchanged
-    return eval_main(args, _bot(settings.model_copy(update={"top_k": max(5, settings.top_k)})))
+    with _reader(settings.model_copy(update={"top_k": max(5, settings.top_k)})) as holder:
+        return eval_main(args, holder.get())
 
 
 def _eval_bank(args: argparse.Namespace) -> int:
@@ -221,7 +245,11 @@ def _eval_bank(args: argparse.Namespace) -> int:
     rep = T.report(T.leave_one_article_out(records, settings.answer_threshold))
     out: dict[str, Any] = {"leave_one_article_out": rep}
     if args.heldout:
-        held = [r for r in T.collect(settings, 0, include_heldout=True) if r.article in {a.id for a in T.bank.load_articles() if a.heldout}]
+        held = [
+            r
+            for r in T.collect(settings, 0, include_heldout=True)
+            if r.article in {a.id for a in T.bank.load_articles() if a.heldout}
+        ]
         out["heldout"] = T.report(T.score(AnswerModels.load(settings.models_path), held, settings.answer_threshold))
     if args.json:
         print(_json.dumps(out, indent=1, ensure_ascii=False))

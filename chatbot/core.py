@@ -37,7 +37,9 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
     if not question:
         raise InvalidQuestion("the question is empty")
     if len(question) > settings.max_question_chars:
-        raise InvalidQuestion(f"the question is too long ({len(question)} characters; the limit is {settings.max_question_chars})")
+        raise InvalidQuestion(
+            f"the question is too long ({len(question)} characters; the limit is {settings.max_question_chars})"
+        )
     turns: list[Turn] = []
     if history is None:
         history = []
@@ -50,7 +52,11 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
         if isinstance(item, Turn):
             turns.append(item)
             continue
-        if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant") or not isinstance(item.get("content"), str):
+        if (
+            not isinstance(item, Mapping)
+            or item.get("role") not in ("user", "assistant")
+            or not isinstance(item.get("content"), str)
+        ):
             raise InvalidQuestion('each history item must be {"role": "user"|"assistant", "content": str}')
         if _SURROGATE.search(item["content"]):
             raise InvalidQuestion("the history is not valid Unicode text (it contains a lone surrogate)")
@@ -75,7 +81,9 @@ class Prepared:
 
 
 class Chatbot:
-    def __init__(self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None, fitted: bool = True) -> None:
+    def __init__(
+        self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None, fitted: bool = True
+    ) -> None:
         from chatbot.extract import Extractor
         from chatbot.retrieve import Retriever
 
@@ -83,7 +91,9 @@ class Chatbot:
         if embedder is None:
             from index.embed import load_embedder
 
-            embedder = load_embedder(self.settings.embed_model, self.settings.embed_fallbacks, self.settings.embed_threads, warn=warn)
+            embedder = load_embedder(
+                self.settings.embed_model, self.settings.embed_fallbacks, self.settings.embed_threads, warn=warn
+            )
         self.embedder = embedder
         self.messages = Messages(self.settings.prompts_dir / "messages.json")
         self.mentions = Mentions(self.settings.prompts_dir / "aliases.json")
@@ -196,16 +206,31 @@ class Chatbot:
             confidence=draft.confidence,
         )
         # the confidence gate applies to generated answers too: below it, no model is asked
-        events = self._generate(result, resolved, t0) if self.llm is not None and citations and result.answered else self._replay(result)
+        events = (
+            self._generate(result, resolved, t0)
+            if self.llm is not None and citations and result.answered
+            else self._replay(result)
+        )
         for event in events:
             if isinstance(event, Final):
                 # one structured line per answer; the question itself only at DEBUG (it may be personal)
                 a = event.answer
-                log.info(json.dumps({
-                    "event": "answer", "language": lang, "answered": a.answered, "kind": info.kind,
-                    "citations": [c.id for c in a.citations], "timings_ms": {k: round(v, 1) for k, v in a.timings_ms.items()},
-                    "reason": draft.reason or None, "llm": self.llm is not None, "notes": len(a.notes), "confidence": round(a.confidence, 3),
-                }))
+                log.info(
+                    json.dumps(
+                        {
+                            "event": "answer",
+                            "language": lang,
+                            "answered": a.answered,
+                            "kind": info.kind,
+                            "citations": [c.id for c in a.citations],
+                            "timings_ms": {k: round(v, 1) for k, v in a.timings_ms.items()},
+                            "reason": draft.reason or None,
+                            "llm": self.llm is not None,
+                            "notes": len(a.notes),
+                            "confidence": round(a.confidence, 3),
+                        }
+                    )
+                )
                 log.debug("question=%r resolved=%r", question, resolved)
             yield event
 
@@ -244,7 +269,12 @@ class Chatbot:
         timings["llm"] = (time.perf_counter() - t_llm) * 1000
         timings["first_token"] = ((first or time.perf_counter()) - t0) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        checked = check(streamed, {c.id: c.text for c in extractive.citations}, self.prompter.system, allow_links=self.settings.llm_allow_links)
+        checked = check(
+            streamed,
+            {c.id: c.text for c in extractive.citations},
+            self.prompter.system,
+            allow_links=self.settings.llm_allow_links,
+        )
         if checked.refused:
             text = self.messages.get("refusal", lang)
             yield Final(replace(extractive, answer=text, answered=False, timings_ms=timings), replaced=True)
@@ -257,7 +287,9 @@ class Chatbot:
             notes = [self.messages.get("llm_corrected", lang, reason="; ".join(checked.problems))] if checked.problems else []
             cited = [c for c in extractive.citations if c.id in checked.cited] or extractive.citations
             others = [c for c in extractive.citations if c not in cited]
-            final = replace(extractive, answer=checked.text, answered=True, citations=cited + others, notes=notes, timings_ms=timings)
+            final = replace(
+                extractive, answer=checked.text, answered=True, citations=cited + others, notes=notes, timings_ms=timings
+            )
             yield Final(final, replaced=checked.text != streamed.strip())
 
     def _citations(self, draft: Any) -> list[Citation]:

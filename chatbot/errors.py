@@ -52,4 +52,3 @@ class EmbedderUnavailable(ChatbotError):
 
 class ModelMissing(IndexNotReady):
     """The fitted answer models are absent or unreadable; run `python app.py train`."""
-

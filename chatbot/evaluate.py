@@ -34,7 +34,18 @@ def load_cases(path: Path) -> list[Case]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             d = json.loads(line)
-            cases.append(Case(d["id"], d["language"], d["category"], d["question"], d.get("history", []), d["answerable"], d["passage"], d["answer_any"]))
+            cases.append(
+                Case(
+                    d["id"],
+                    d["language"],
+                    d["category"],
+                    d["question"],
+                    d.get("history", []),
+                    d["answerable"],
+                    d["passage"],
+                    d["answer_any"],
+                )
+            )
     return cases
 
 
@@ -113,7 +124,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "top3_citation_chars_mean": round(statistics.mean(r["top3_chars"] for r in ans), 1) if ans else 0,
         "top3_citation_chars_max": max((r["top3_chars"] for r in ans), default=0),
         "latency_ms": {"p50": round(percentile(ms, 0.5), 1), "p95": round(percentile(ms, 0.95), 1)},
-        "by_language": {lang: block([r for r in rows if r["language"] == lang]) for lang in sorted({r["language"] for r in rows})},
+        "by_language": {
+            lang: block([r for r in rows if r["language"] == lang]) for lang in sorted({r["language"] for r in rows})
+        },
         "failures": [
             {k: r[k] for k in ("id", "question", "rank", "answered", "answer")}
             for r in rows
@@ -125,15 +138,29 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main(args: argparse.Namespace, bot: Any) -> int:
     report = evaluate(bot, load_cases(Path(args.data)))
     if args.json:
-        print(json.dumps(report if args.show_failures else {k: v for k, v in report.items() if k != "failures"}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                report if args.show_failures else {k: v for k, v in report.items() if k != "failures"},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     print(f"questions {report['n']} ({report['answerable']} answerable, {report['unanswerable']} unanswerable)")
-    print(f"citations  hit@1 {report['hit@1']:.3f}  hit@3 {report['hit@3']:.3f}  hit@5 {report['hit@5']:.3f}  MRR {report['mrr']:.3f}")
-    print(f"answers    accuracy {report['answer_accuracy']:.3f}  refusal accuracy {report['refusal_accuracy']:.3f}  wrong refusals {report['wrong_refusals']:.3f}")
-    print(f"context    top-3 citations {report['top3_citation_chars_mean']:.0f} chars on average, {report['top3_citation_chars_max']} at most")
+    print(
+        f"citations  hit@1 {report['hit@1']:.3f}  hit@3 {report['hit@3']:.3f}  hit@5 {report['hit@5']:.3f}  MRR {report['mrr']:.3f}"
+    )
+    print(
+        f"answers    accuracy {report['answer_accuracy']:.3f}  refusal accuracy {report['refusal_accuracy']:.3f}  wrong refusals {report['wrong_refusals']:.3f}"
+    )
+    print(
+        f"context    top-3 citations {report['top3_citation_chars_mean']:.0f} chars on average, {report['top3_citation_chars_max']} at most"
+    )
     print(f"latency    p50 {report['latency_ms']['p50']} ms  p95 {report['latency_ms']['p95']} ms")
     for lang, b in report["by_language"].items():
-        print(f"  {lang}: n={b['n']} hit@1 {b['hit@1']:.3f} hit@3 {b['hit@3']:.3f} accuracy {b['answer_accuracy']:.3f} refusals {b['refusal_accuracy']}")
+        print(
+            f"  {lang}: n={b['n']} hit@1 {b['hit@1']:.3f} hit@3 {b['hit@3']:.3f} accuracy {b['answer_accuracy']:.3f} refusals {b['refusal_accuracy']}"
+        )
     if args.show_failures:
         for f in report["failures"]:
             print(f"\n- {f['id']} rank={f['rank']} answered={f['answered']}: {f['question']}\n  {f['answer'][:300]!r}")

@@ -41,7 +41,30 @@ _TIME_GROUPS = [
 ]
 
 
-_LINKING = {"de", "du", "des", "la", "le", "les", "l", "d", "et", "of", "the", "and", "for", "fur", "der", "die", "das", "und", "von", "en", "a", "à"}
+_LINKING = {
+    "de",
+    "du",
+    "des",
+    "la",
+    "le",
+    "les",
+    "l",
+    "d",
+    "et",
+    "of",
+    "the",
+    "and",
+    "for",
+    "fur",
+    "der",
+    "die",
+    "das",
+    "und",
+    "von",
+    "en",
+    "a",
+    "à",
+}
 
 
 def _acronyms(text: str, longest: int = 8) -> set[str]:
@@ -106,21 +129,24 @@ class Assessment:
 
 
 class Extractor:
-    def __init__(self, settings: Settings, retriever: Retriever, messages: Messages, mentions: Mentions, models: AnswerModels | None = None) -> None:
+    def __init__(
+        self, settings: Settings, retriever: Retriever, messages: Messages, mentions: Mentions, models: AnswerModels | None = None
+    ) -> None:
         self.s = settings
         self.r = retriever
         self.msg = messages
         self.mentions = mentions
         self.models = models
-        self.corpus = retriever.corpus_text() + "\n" + " ".join(
-            str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date", "title")
+        self.corpus = (
+            retriever.corpus_text()
+            + "\n"
+            + " ".join(str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date", "title"))
         )
         self.corpus_words = set(re.findall(r"\w+", fold(self.corpus)))
         import bm25s.stopwords as sw
 
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
         self.default_idf = max(retriever.idf.values(), default=1.0)
-
 
         self.acronyms = _acronyms(self.corpus)
 
@@ -151,8 +177,14 @@ class Extractor:
 
     # ---- candidates ----------------------------------------------------------------------
     def assess(
-        self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False,
-        own: np.ndarray | None = None, previous: str = "",
+        self,
+        info: QuestionInfo,
+        qvec: np.ndarray,
+        hits: list[Hit],
+        lang: str,
+        followup: bool = False,
+        own: np.ndarray | None = None,
+        previous: str = "",
     ) -> Assessment:
         """Candidates with their features and model scores, and the question-level features."""
         required = self._required(info)
@@ -193,7 +225,12 @@ class Extractor:
                 quoted = [sent]
                 if pos > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
                     quoted.insert(0, self.r.sentences[idx[pos - 1]])
-                if info.kind == "quote" and pos + 1 < len(idx) and F.QUOTE_MARK.search(sent.text) and F.QUOTE_MARK.search(self.r.sentences[idx[pos + 1]].text):
+                if (
+                    info.kind == "quote"
+                    and pos + 1 < len(idx)
+                    and F.QUOTE_MARK.search(sent.text)
+                    and F.QUOTE_MARK.search(self.r.sentences[idx[pos + 1]].text)
+                ):
                     quoted.append(self.r.sentences[idx[pos + 1]])  # a quotation often runs over two sentences
                 if is_lead and about_q and pos == 0 and len(idx) > 1:
                     quoted.append(self.r.sentences[idx[1]])
@@ -213,28 +250,50 @@ class Extractor:
                 lead = 1.0 if is_lead and pos <= 1 else 0.0
                 typed = 1.0 if info.kind in TYPED else 0.0
                 f = {
-                    "e5": float(e5_all[i]), "e5_gap": float(e5_all[i]) - e5_max, "e5_z_lang": float(e5_z[i]), "e5_top_lang": float(e5_top[i]),
-                    "use": float(use_all[i]), "use_gap": float(use_all[i]) - use_max, "use_z_lang": float(use_z[i]), "use_top_lang": float(use_top[i]),
-                    "fused": hit.score / best_fused, "chunk_rank": 1.0 / (1 + rank), "bm25": hit.bm25 / best_bm25,
+                    "e5": float(e5_all[i]),
+                    "e5_gap": float(e5_all[i]) - e5_max,
+                    "e5_z_lang": float(e5_z[i]),
+                    "e5_top_lang": float(e5_top[i]),
+                    "use": float(use_all[i]),
+                    "use_gap": float(use_all[i]) - use_max,
+                    "use_z_lang": float(use_z[i]),
+                    "use_top_lang": float(use_top[i]),
+                    "fused": hit.score / best_fused,
+                    "chunk_rank": 1.0 / (1 + rank),
+                    "bm25": hit.bm25 / best_bm25,
                     "overlap": sum(1 for w in qwords if _word_in(w, words)) / max(1, len(qwords)),
                     "idf_overlap": F.idf_overlap(qwords, words, self.r.idf, self.default_idf),
-                    "ent_required": min(len(required), 3) / 3, "ent_frac": present / len(required) if required else 1.0,
+                    "ent_required": min(len(required), 3) / 3,
+                    "ent_frac": present / len(required) if required else 1.0,
                     "ent_all": 1.0 if required and has_entities else 0.0,
-                    "typed": typed, "kind_ok": 1.0 if has_kind else 0.0, "typed_ok": typed * (1.0 if has_kind else 0.0),
+                    "typed": typed,
+                    "kind_ok": 1.0 if has_kind else 0.0,
+                    "typed_ok": typed * (1.0 if has_kind else 0.0),
                     "span": 1.0 if span is not None or items else 0.0,
-                    "time_asked": 1.0 if asked_time else 0.0, "time_ok": 1.0 if asked_time and _same_time(asked_time, text) else 0.0,
-                    "comment": comment, "readers_q": readers_q, "comment_x_readers": comment * readers_q,
-                    "related": related, "related_q": related_q, "related_x": related * related_q,
-                    "same_lang": 1.0 if sec_lang == lang else 0.0, "lead": lead, "about_q": about_q, "lead_x_about": lead * about_q,
+                    "time_asked": 1.0 if asked_time else 0.0,
+                    "time_ok": 1.0 if asked_time and _same_time(asked_time, text) else 0.0,
+                    "comment": comment,
+                    "readers_q": readers_q,
+                    "comment_x_readers": comment * readers_q,
+                    "related": related,
+                    "related_q": related_q,
+                    "related_x": related * related_q,
+                    "same_lang": 1.0 if sec_lang == lang else 0.0,
+                    "lead": lead,
+                    "about_q": about_q,
+                    "lead_x_about": lead * about_q,
                     "quote_ok": 1.0 if info.kind == "quote" and F.QUOTE_MARK.search(text) else 0.0,
                     "why_ok": 1.0 if info.kind == "why" and F.CAUSAL.search(text) else 0.0,
-                    "joined": 1.0 if len(quoted) > 1 else 0.0, "length": F.log_length(text),
+                    "joined": 1.0 if len(quoted) > 1 else 0.0,
+                    "length": F.log_length(text),
                     "byline": 1.0 if F.BYLINE.search(sent.text) else 0.0,
                     "heading": 1.0 if chunk.meta.get("kind") in ("heading", "headline") else 0.0,
-                    "e5_own": float(own_all[i]), "e5_own_gap": float(own_all[i]) - own_max,
+                    "e5_own": float(own_all[i]),
+                    "e5_own_gap": float(own_all[i]) - own_max,
                     "previous": 1.0 if prev and fold(sent.text)[:60] in prev else 0.0,
                     "cognate": F.cognates(qwords, words, self.r.idf, self.default_idf),
-                    "chunk_e5": hit.dense, "chunk_e5_gap": hit.dense - dense_max if hit.dense else -0.2,
+                    "chunk_e5": hit.dense,
+                    "chunk_e5_gap": hit.dense - dense_max if hit.dense else -0.2,
                     "position": 1.0 / (1 + pos),
                     "xling": F.translated(qwords, words, self.r.equivalents, self.r.idf, self.default_idf),
                 }
@@ -250,13 +309,25 @@ class Extractor:
         return Assessment(choices, q, missing)
 
     def _question_features(
-        self, info: QuestionInfo, choices: list[Choice], hits: list[Hit], missing: list[str], required: list[str],
-        about_q: float, followup: bool, use_max: float,
+        self,
+        info: QuestionInfo,
+        choices: list[Choice],
+        hits: list[Hit],
+        missing: list[str],
+        required: list[str],
+        about_q: float,
+        followup: bool,
+        use_max: float,
     ) -> dict[str, float]:
         base = {
-            "dense_max": max((h.dense for h in hits[:5]), default=0.0), "use_max": use_max,
-            "missing": min(len(missing), 3) / 3, "missing_any": 1.0 if missing else 0.0, "coverage": self.coverage(info),
-            "n_required": min(len(required), 3) / 3, "about_q": about_q, "followup": 1.0 if followup else 0.0,
+            "dense_max": max((h.dense for h in hits[:5]), default=0.0),
+            "use_max": use_max,
+            "missing": min(len(missing), 3) / 3,
+            "missing_any": 1.0 if missing else 0.0,
+            "coverage": self.coverage(info),
+            "n_required": min(len(required), 3) / 3,
+            "about_q": about_q,
+            "followup": 1.0 if followup else 0.0,
             "n_words": min(len(info.text.split()), 30) / 30,
         }
         for k in KINDS:
@@ -268,8 +339,14 @@ class Extractor:
         if not hits:
             return None
         doc_id = hits[0].chunk.meta.get("doc_id")
-        firsts = [c for c in self.r.chunks.values() if c.meta.get("doc_id") == doc_id and c.meta.get("section") not in ("comment", "related")
-                  and c.meta.get("kind") == "paragraph" and c.sentences]
+        firsts = [
+            c
+            for c in self.r.chunks.values()
+            if c.meta.get("doc_id") == doc_id
+            and c.meta.get("section") not in ("comment", "related")
+            and c.meta.get("kind") == "paragraph"
+            and c.sentences
+        ]
         if not firsts:
             return None
         chunk = min(firsts, key=lambda c: int(c.meta.get("start", 0)))
@@ -278,16 +355,27 @@ class Extractor:
                 return h
         return Hit(chunk, 0.0, 0.0, 0.0, 0.0)
 
-    def _answer_part(self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk) -> tuple[spans.Span | None, list[str], bool]:
+    def _answer_part(
+        self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk
+    ) -> tuple[spans.Span | None, list[str], bool]:
         kind = info.kind
-        if kind == "date" and chunk.meta.get("date") and any(self.mentions.mentioned(e, str(chunk.meta.get("author", ""))) for e in info.entities):
+        if (
+            kind == "date"
+            and chunk.meta.get("date")
+            and any(self.mentions.mentioned(e, str(chunk.meta.get("author", ""))) for e in info.entities)
+        ):
             return spans.Span(0, 0, str(chunk.meta["date"]), "date"), [], True  # the question names a commenter: when they wrote
         if kind in TYPED:
             found = spans.find(kind, sentence) or spans.find(kind, text)
             where = sentence if spans.find(kind, sentence) else text
             if kind == "count" and chunk.meta.get("kind") == "comment_count":
                 found = spans.find("count", where)
-            anchors = [m.start() for e in info.entities for v in self.mentions.variants(e) for m in re.finditer(re.escape(v), fold(where))]
+            anchors = [
+                m.start()
+                for e in info.entities
+                for v in self.mentions.variants(e)
+                for m in re.finditer(re.escape(v), fold(where))
+            ]
             span = spans.nearest(found, anchors, where)
             if span and where is not sentence:
                 span = None if sentence not in text else span
@@ -301,7 +389,9 @@ class Extractor:
             if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
                 return None, [str(chunk.meta["author"])], True
             # places are not an answer to "who" (Europe, Chine): they are the alias vocabulary
-            people = [n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info) and not self._is_place(n.text)]
+            people = [
+                n.text for n in spans.find("who", sentence) if not self._is_asked(n.text, info) and not self._is_place(n.text)
+            ]
             speaker = str(chunk.meta.get("speaker") or "")
             if speaker and F.QUOTE_MARK.search(sentence) and not self._is_asked(speaker, info):
                 people.insert(0, speaker)
@@ -328,8 +418,14 @@ class Extractor:
         return self.models.calibration(raw)
 
     def answer(
-        self, info: QuestionInfo, qvec: np.ndarray, hits: list[Hit], lang: str, followup: bool = False,
-        own: np.ndarray | None = None, previous: str = "",
+        self,
+        info: QuestionInfo,
+        qvec: np.ndarray,
+        hits: list[Hit],
+        lang: str,
+        followup: bool = False,
+        own: np.ndarray | None = None,
+        previous: str = "",
     ) -> Draft:
         if not hits:
             return self._refuse(lang, [], "no passages", offtopic=True)
@@ -347,7 +443,11 @@ class Extractor:
 
     def _compose(self, info: QuestionInfo, best: Choice, hits: list[Hit], lang: str) -> Draft:
         chunk = best.hit.chunk
-        quote = " ".join(s.text for s in best.sentences) if not (info.kind == "list" and chunk.meta.get("kind") == "list") else chunk.text
+        quote = (
+            " ".join(s.text for s in best.sentences)
+            if not (info.kind == "list" and chunk.meta.get("kind") == "list")
+            else chunk.text
+        )
         lead = ""
         highlight: dict[str, tuple[int, int]] = {}
         base = int(chunk.meta["start"])
@@ -399,7 +499,9 @@ class Extractor:
             doc["language"] = lang
         return lang
 
-    def _refuse(self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "", unsure: bool = False) -> Draft:
+    def _refuse(
+        self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "", unsure: bool = False
+    ) -> Draft:
         if unsure:
             text = self.msg.get("refusal_unsure", lang)
         elif offtopic:

@@ -28,22 +28,88 @@ ABOUT_ARTICLE = re.compile(
 )
 QUOTE_MARK = re.compile(r"[«»“”„\"]")
 CAUSAL = re.compile(
-    r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|so that|weil|denn|grund|aufgrund|wegen|da|deshalb|daher)\b", re.I
+    r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|so that|weil|denn|grund|aufgrund|wegen|da|deshalb|daher)\b",
+    re.I,
 )
-BYLINE = re.compile(r"^\s*(by|par|von)\s+\S.{0,80}$|^\s*[\w .'-]{2,40}\s*\|\s*\d{1,2}[./]\d{1,2}[./]\d{2,4}|^\s*\d{4}-\d{2}-\d{2}\s*$", re.I)
+BYLINE = re.compile(
+    r"^\s*(by|par|von)\s+\S.{0,80}$|^\s*[\w .'-]{2,40}\s*\|\s*\d{1,2}[./]\d{1,2}[./]\d{2,4}|^\s*\d{4}-\d{2}-\d{2}\s*$", re.I
+)
 
 SENTENCE_FEATURES: tuple[str, ...] = (
-    "e5", "e5_gap", "e5_z_lang", "e5_top_lang", "use", "use_gap", "use_z_lang", "use_top_lang",
-    "fused", "chunk_rank", "bm25", "overlap", "idf_overlap", "ent_required", "ent_frac", "ent_all",
-    "typed", "kind_ok", "typed_ok", "span", "time_asked", "time_ok", "comment", "readers_q", "comment_x_readers",
-    "related", "related_q", "related_x", "same_lang", "lead", "about_q", "lead_x_about", "quote_ok", "why_ok",
-    "joined", "length", "byline", "heading", "e5_own", "e5_own_gap", "previous", "cognate", "chunk_e5", "chunk_e5_gap", "position", "xling",
+    "e5",
+    "e5_gap",
+    "e5_z_lang",
+    "e5_top_lang",
+    "use",
+    "use_gap",
+    "use_z_lang",
+    "use_top_lang",
+    "fused",
+    "chunk_rank",
+    "bm25",
+    "overlap",
+    "idf_overlap",
+    "ent_required",
+    "ent_frac",
+    "ent_all",
+    "typed",
+    "kind_ok",
+    "typed_ok",
+    "span",
+    "time_asked",
+    "time_ok",
+    "comment",
+    "readers_q",
+    "comment_x_readers",
+    "related",
+    "related_q",
+    "related_x",
+    "same_lang",
+    "lead",
+    "about_q",
+    "lead_x_about",
+    "quote_ok",
+    "why_ok",
+    "joined",
+    "length",
+    "byline",
+    "heading",
+    "e5_own",
+    "e5_own_gap",
+    "previous",
+    "cognate",
+    "chunk_e5",
+    "chunk_e5_gap",
+    "position",
+    "xling",
 )
 
 QUESTION_FEATURES: tuple[str, ...] = (
-    "top_logit", "margin", "top_share", "top_xling", "top_cognate", "top_own", "top_e5", "top_e5_gap", "top_use", "top_idf_overlap", "top_kind_ok", "top_ent_all", "top_ent_frac",
-    "top_lead", "top_comment", "dense_max", "use_max", "missing", "missing_any", "coverage", "n_required", "about_q",
-    "followup", "n_words", *(f"kind_{k}" for k in KINDS),
+    "top_logit",
+    "margin",
+    "top_share",
+    "top_xling",
+    "top_cognate",
+    "top_own",
+    "top_e5",
+    "top_e5_gap",
+    "top_use",
+    "top_idf_overlap",
+    "top_kind_ok",
+    "top_ent_all",
+    "top_ent_frac",
+    "top_lead",
+    "top_comment",
+    "dense_max",
+    "use_max",
+    "missing",
+    "missing_any",
+    "coverage",
+    "n_required",
+    "about_q",
+    "followup",
+    "n_words",
+    *(f"kind_{k}" for k in KINDS),
 )
 
 
@@ -95,7 +161,9 @@ def cognates(qwords: list[str], text_words: frozenset[str], idf: dict[str, float
     return found / total if total else 0.0
 
 
-def translated(qwords: list[str], text_words: frozenset[str], equivalents: dict[str, list[str]], idf: dict[str, float], default: float) -> float:
+def translated(
+    qwords: list[str], text_words: frozenset[str], equivalents: dict[str, list[str]], idf: dict[str, float], default: float
+) -> float:
     """IDF share of the question's words not in the sentence themselves but through a dictionary
     equivalent (chatbot/lexicon.py: stem of a foreign word -> corpus words it translates)."""
     from chatbot.lexicon import stem
@@ -121,15 +189,24 @@ def question_features(base: dict[str, float], ranked: list[tuple[float, dict[str
     candidates, ranked by the sentence model's logit, look."""
     best = ranked[0][1] if ranked else {}
     q = dict(base)
-    q.update({
-        "top_logit": ranked[0][0] if ranked else -10.0,
-        "margin": ranked[0][0] - ranked[1][0] if len(ranked) > 1 else 5.0,
-        "top_e5": best.get("e5", 0.0), "top_e5_gap": best.get("e5_gap", -1.0), "top_use": best.get("use", 0.0),
-        "top_idf_overlap": best.get("idf_overlap", 0.0), "top_kind_ok": best.get("kind_ok", 0.0),
-        "top_ent_all": best.get("ent_all", 0.0), "top_ent_frac": best.get("ent_frac", 0.0),
-        "top_lead": best.get("lead", 0.0), "top_comment": best.get("comment", 0.0),
-        "top_xling": best.get("xling", 0.0), "top_cognate": best.get("cognate", 0.0), "top_own": best.get("e5_own_gap", 0.0),
-    })
+    q.update(
+        {
+            "top_logit": ranked[0][0] if ranked else -10.0,
+            "margin": ranked[0][0] - ranked[1][0] if len(ranked) > 1 else 5.0,
+            "top_e5": best.get("e5", 0.0),
+            "top_e5_gap": best.get("e5_gap", -1.0),
+            "top_use": best.get("use", 0.0),
+            "top_idf_overlap": best.get("idf_overlap", 0.0),
+            "top_kind_ok": best.get("kind_ok", 0.0),
+            "top_ent_all": best.get("ent_all", 0.0),
+            "top_ent_frac": best.get("ent_frac", 0.0),
+            "top_lead": best.get("lead", 0.0),
+            "top_comment": best.get("comment", 0.0),
+            "top_xling": best.get("xling", 0.0),
+            "top_cognate": best.get("cognate", 0.0),
+            "top_own": best.get("e5_own_gap", 0.0),
+        }
+    )
     if ranked:
         z = np.asarray([r[0] for r in ranked])
         w = np.exp(z - z.max())

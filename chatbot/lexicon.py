@@ -86,7 +86,11 @@ def load(cache_dir: Path | None = None, folder: str = str(DICT_DIR)) -> dict[str
         return {}
     if cache_dir is None:
         return equivalence(folder)
-    sig = "-".join(str(int((Path(folder) / f"freedict-{p}.index").stat().st_mtime)) for p in PAIRS if (Path(folder) / f"freedict-{p}.index").exists())
+    sig = "-".join(
+        str(int((Path(folder) / f"freedict-{p}.index").stat().st_mtime))
+        for p in PAIRS
+        if (Path(folder) / f"freedict-{p}.index").exists()
+    )
     path = cache_dir / f"lexicon-{sig.replace('-', '')[-40:]}.json"
     if path.exists():
         try:

@@ -41,7 +41,9 @@ def load_llm(settings: Settings) -> Any | None:
         server = gguf_server(settings)
         return _openai_like(settings, server.url, server.model, server.api_key)
     if settings.llm_base_url:
-        return _openai_like(settings, settings.llm_base_url, settings.llm_model or "default", settings.llm_api_key.get_secret_value())
+        return _openai_like(
+            settings, settings.llm_base_url, settings.llm_model or "default", settings.llm_api_key.get_secret_value()
+        )
     return None
 
 
@@ -79,7 +81,9 @@ def gguf_server(settings: Settings) -> Any:
             from chatbot.llm_server import start
 
             try:
-                server = start(path, n_ctx=settings.llm_context_window, threads=settings.llm_threads, api_key=secrets.token_urlsafe(24))
+                server = start(
+                    path, n_ctx=settings.llm_context_window, threads=settings.llm_threads, api_key=secrets.token_urlsafe(24)
+                )
             except ImportError as exc:
                 raise LLMUnavailable("in-process GGUF models need the optional extra: pip install -e '.[gguf]'") from exc
             except RuntimeError as exc:
@@ -117,7 +121,9 @@ class Prompter:
         )
         return [
             ChatMessage(role="system", content=self.system.format(language_name=name)),
-            ChatMessage(role="user", content=self.context.format(passages=passages, question=_untag(question), language_name=name)),
+            ChatMessage(
+                role="user", content=self.context.format(passages=passages, question=_untag(question), language_name=name)
+            ),
         ]
 
     def condense(self, question: str, history: list[Turn]) -> list[Any]:
@@ -127,7 +133,9 @@ class Prompter:
         return [ChatMessage(role="user", content=self.condense_template.format(history=convo, question=_untag(question)))]
 
 
-_TAG = re.compile(r"(?:<|\uff1c|\ufe64|&lt;?|&#0*60;?|&#x0*3c;?)(\s*/?\s*)(?=(?:passage|question|conversation|last_message)\b)", re.I)
+_TAG = re.compile(
+    r"(?:<|\uff1c|\ufe64|&lt;?|&#0*60;?|&#x0*3c;?)(\s*/?\s*)(?=(?:passage|question|conversation|last_message)\b)", re.I
+)
 
 
 def _untag(text: str) -> str:

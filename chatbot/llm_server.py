@@ -100,7 +100,9 @@ def _keep_signal_handlers() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m chatbot.llm_server", description="Serve a GGUF model over an OpenAI-compatible HTTP API.")
+    ap = argparse.ArgumentParser(
+        prog="python -m chatbot.llm_server", description="Serve a GGUF model over an OpenAI-compatible HTTP API."
+    )
     ap.add_argument("--model", required=True, help="the .gguf file")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0: a free port (printed)")

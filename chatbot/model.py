@@ -29,14 +29,24 @@ class Logistic:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Logistic:
-        return cls(tuple(d["features"]), np.asarray(d["mean"]), np.asarray(d["scale"]), np.asarray(d["coef"]), float(d["intercept"]))
+        return cls(
+            tuple(d["features"]), np.asarray(d["mean"]), np.asarray(d["scale"]), np.asarray(d["coef"]), float(d["intercept"])
+        )
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda a: [round(float(x), 6) for x in a]  # noqa: E731
-        return {"features": list(self.features), "mean": r(self.mean), "scale": r(self.scale), "coef": r(self.coef), "intercept": round(self.intercept, 6)}
+        return {
+            "features": list(self.features),
+            "mean": r(self.mean),
+            "scale": r(self.scale),
+            "coef": r(self.coef),
+            "intercept": round(self.intercept, 6),
+        }
 
     def matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
-        return np.asarray([[row.get(f, 0.0) for f in self.features] for row in rows], dtype="float64").reshape(len(rows), len(self.features))
+        return np.asarray([[row.get(f, 0.0) for f in self.features] for row in rows], dtype="float64").reshape(
+            len(rows), len(self.features)
+        )
 
     def logit(self, rows: list[dict[str, float]]) -> np.ndarray:
         x = (self.matrix(rows) - self.mean) / self.scale
@@ -85,7 +95,10 @@ class AnswerModels:
         return {
             "sentence": self.sentence.to_dict(),
             "answerable": self.answerable.to_dict(),
-            "calibration": {"x": [round(float(v), 6) for v in self.calibration.x], "y": [round(float(v), 6) for v in self.calibration.y]},
+            "calibration": {
+                "x": [round(float(v), 6) for v in self.calibration.x],
+                "y": [round(float(v), 6) for v in self.calibration.y],
+            },
             "meta": self.meta,
         }
 

@@ -20,7 +20,10 @@ KINDS = ("percent", "count", "amount", "date", "who", "list", "quote", "why", "g
 # What a money question is about. Valuations, revenue and founding dates are different facts from
 # the amounts raised: a sentence answers only if it speaks of the same aspect.
 ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
-    "valuation": (re.compile(r"valoris|valuation|valued|worth|bewert", re.I), re.compile(r"valoris|valuation|valued|worth|bewert", re.I)),
+    "valuation": (
+        re.compile(r"valoris|valuation|valued|worth|bewert", re.I),
+        re.compile(r"valoris|valuation|valued|worth|bewert", re.I),
+    ),
     "revenue": (
         re.compile(r"chiffre d.affaires|revenue|revenus|umsatz|sales|turnover|ventes|einnahmen", re.I),
         re.compile(r"chiffre d.affaires|revenue|revenus|umsatz|sales|turnover|ventes|einnahmen", re.I),
@@ -28,7 +31,10 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "profit": (re.compile(r"bénéfice|profit|gewinn|earnings", re.I), re.compile(r"bénéfice|profit|gewinn|earnings", re.I)),
     "founded": (
         re.compile(r"\b(fondée?s?|founded|créée?s?|gegründet|création|gründung|established)\b", re.I),
-        re.compile(r"\b(fondée?s?|founded|créée?s?|gegründet|création|gründung|established|depuis|since|seit) (en |in )?(19|20)\d\d", re.I),
+        re.compile(
+            r"\b(fondée?s?|founded|créée?s?|gegründet|création|gründung|established|depuis|since|seit) (en |in )?(19|20)\d\d",
+            re.I,
+        ),
     ),
     "employees": (
         re.compile(r"employ|salarié|mitarbeiter|staff|headcount|effectif", re.I),
@@ -43,7 +49,8 @@ _ASPECT_KINDS = {"founded": ("date",), "employees": ("count", "generic")}
 def aspects(question: str, kind: str = "generic") -> list[str]:
     """The aspects a question asks about; founding only matters for "when", headcount for "how many"."""
     return [
-        name for name, (q, _) in ASPECTS.items()
+        name
+        for name, (q, _) in ASPECTS.items()
         if q.search(question) and kind in _ASPECT_KINDS.get(name, ("amount", "generic", "count", "date", "who"))
     ]
 
@@ -51,42 +58,97 @@ def aspects(question: str, kind: str = "generic") -> list[str]:
 def has_aspect(name: str, text: str) -> bool:
     return bool(ASPECTS[name][1].search(text))
 
+
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("percent", re.compile(
-        r"\b(what (share|percentage|proportion|part|fraction)|which (share|percentage)|how many percent|"
-        r"quel(le)?s? (part|pourcentage|proportion)|combien de (pour ?cent|%)|quelle est la part|"
-        r"welche[nrs]? (anteil|prozentsatz)|wie ?viel(e)? prozent|welcher anteil|wie hoch (war|ist) der anteil|"
-        r"share|percentage|pourcentage|anteil|prozent|la part|une part|quel niveau|what level)\b", re.I)),
+    (
+        "percent",
+        re.compile(
+            r"\b(what (share|percentage|proportion|part|fraction)|which (share|percentage)|how many percent|"
+            r"quel(le)?s? (part|pourcentage|proportion)|combien de (pour ?cent|%)|quelle est la part|"
+            r"welche[nrs]? (anteil|prozentsatz)|wie ?viel(e)? prozent|welcher anteil|wie hoch (war|ist) der anteil|"
+            r"share|percentage|pourcentage|anteil|prozent|la part|une part|quel niveau|what level)\b",
+            re.I,
+        ),
+    ),
     ("count", re.compile(r"\b(how many|combien (de|d')|wie ?viele)\b", re.I)),
-    ("amount", re.compile(
-        r"\b(how much|combien|wie ?viel|what amount|what sum|quel montant|quelle somme|welche[nrs]? (betrag|summe)|"
-        r"raise[ds]?|lev(é|ée|ées|és|er)|récolt\w*|sécuris\w*|eingesammelt|erhalten|investi(e|s)?|invested|investiert)\b",
-        re.I)),
-    ("date", re.compile(
-        r"\b(when|quand|wann|what date|quelle date|what year|quelle année|welche[nms]? jahr|in welchem jahr|en quelle année|"
-        r"quelle période|quelle époque|which period|what period|what era|welche[nrm]? zeit|welche[nrm]? epoche|an welchem tag)\b", re.I)),
-    ("list", re.compile(
-        r"\b(which (\w+ )?(companies|firms|funds|startups|investors|rounds|sectors|areas|domains|players|ones)|"
-        r"what (\w+ )?(companies|firms|funds|startups|investors|rounds|services|tools)|list|name the|"
-        r"quel(le)?s (\w+ )?(entreprises|sociétés|firmes|fonds|startups|investisseurs|tours|secteurs|domaines|acteurs|services|outils)|"
-        r"welche (\w+ )?(unternehmen|firmen|fonds|startups|investoren|runden|bereiche|sektoren|akteure)|"
-        r"suivi|followed|folgten|gefolgt)\b", re.I)),
-    ("who", re.compile(
-        r"^\W*(who|qui|wer|wem|wen)\b|\b(who|qui|wer)\b|"
-        r"\b(which|what) (reader|commenter|person|company|firm|fund|investor|startup|lab|organi[sz]ation)\b|"
-        r"\bquel(le)? (lecteur|lectrice|commentateur|personne|société|entreprise|firme|fonds|investisseur|startup|organisme)\b|"
-        r"\bwelche[rsn]? (leser|leserin|kommentator|person|unternehmen|firma|fonds|investor|startup|organisation)\b", re.I)),
-    ("quote", re.compile(
-        r"\b(say|said|says|dit|déclaré|affirmé|souligné|sagt|gesagt|sagte|quote|citation|zitat|décrit|described|describe|beschrieb|beschreibt|"
-        r"exclaimed|exclamé|ausgerufen)\b", re.I)),
+    (
+        "amount",
+        re.compile(
+            r"\b(how much|combien|wie ?viel|what amount|what sum|quel montant|quelle somme|welche[nrs]? (betrag|summe)|"
+            r"raise[ds]?|lev(é|ée|ées|és|er)|récolt\w*|sécuris\w*|eingesammelt|erhalten|investi(e|s)?|invested|investiert)\b",
+            re.I,
+        ),
+    ),
+    (
+        "date",
+        re.compile(
+            r"\b(when|quand|wann|what date|quelle date|what year|quelle année|welche[nms]? jahr|in welchem jahr|en quelle année|"
+            r"quelle période|quelle époque|which period|what period|what era|welche[nrm]? zeit|welche[nrm]? epoche|an welchem tag)\b",
+            re.I,
+        ),
+    ),
+    (
+        "list",
+        re.compile(
+            r"\b(which (\w+ )?(companies|firms|funds|startups|investors|rounds|sectors|areas|domains|players|ones)|"
+            r"what (\w+ )?(companies|firms|funds|startups|investors|rounds|services|tools)|list|name the|"
+            r"quel(le)?s (\w+ )?(entreprises|sociétés|firmes|fonds|startups|investisseurs|tours|secteurs|domaines|acteurs|services|outils)|"
+            r"welche (\w+ )?(unternehmen|firmen|fonds|startups|investoren|runden|bereiche|sektoren|akteure)|"
+            r"suivi|followed|folgten|gefolgt)\b",
+            re.I,
+        ),
+    ),
+    (
+        "who",
+        re.compile(
+            r"^\W*(who|qui|wer|wem|wen)\b|\b(who|qui|wer)\b|"
+            r"\b(which|what) (reader|commenter|person|company|firm|fund|investor|startup|lab|organi[sz]ation)\b|"
+            r"\bquel(le)? (lecteur|lectrice|commentateur|personne|société|entreprise|firme|fonds|investisseur|startup|organisme)\b|"
+            r"\bwelche[rsn]? (leser|leserin|kommentator|person|unternehmen|firma|fonds|investor|startup|organisation)\b",
+            re.I,
+        ),
+    ),
+    (
+        "quote",
+        re.compile(
+            r"\b(say|said|says|dit|déclaré|affirmé|souligné|sagt|gesagt|sagte|quote|citation|zitat|décrit|described|describe|beschrieb|beschreibt|"
+            r"exclaimed|exclamé|ausgerufen)\b",
+            re.I,
+        ),
+    ),
     ("why", re.compile(r"\b(why|pourquoi|warum|weshalb|wieso|for what reason|pour quelle raison|aus welchem grund)\b", re.I)),
 ]
 
 _APOS_PREFIX = re.compile(r"^(?:[ldjmnstcLDJMNSTC]|qu|Qu|jusqu|lorsqu)['’]")
 _TOKEN = re.compile(r"[\w$€][\w'’.\-]*[\w%]|[\w$€]")
 _STOP_ENTITY = {
-    "i", "ich", "je", "the", "la", "le", "les", "der", "die", "das", "und", "et", "and", "what", "which",
-    "who", "how", "quel", "quelle", "combien", "wie", "wer", "was", "welche", "when", "quand", "wann",
+    "i",
+    "ich",
+    "je",
+    "the",
+    "la",
+    "le",
+    "les",
+    "der",
+    "die",
+    "das",
+    "und",
+    "et",
+    "and",
+    "what",
+    "which",
+    "who",
+    "how",
+    "quel",
+    "quelle",
+    "combien",
+    "wie",
+    "wer",
+    "was",
+    "welche",
+    "when",
+    "quand",
+    "wann",
 }
 
 

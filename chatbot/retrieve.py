@@ -27,7 +27,9 @@ _ABOUT_READERS = re.compile(
 
 
 # Words that point at the related-article teasers.
-_ABOUT_RELATED = re.compile(r"\b(related|connexes?|other articles?|autres? articles?|verwandte\w*|ähnliche\w*|weitere\w* artikel|teaser)\b", re.I)
+_ABOUT_RELATED = re.compile(
+    r"\b(related|connexes?|other articles?|autres? articles?|verwandte\w*|ähnliche\w*|weitere\w* artikel|teaser)\b", re.I
+)
 
 
 @dataclass
@@ -96,7 +98,11 @@ class Retriever:
         self.topic_words = self._topic_words()
         self._authors = {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author")}
         self._second_model, self.second_matrix = self._second(client, info)
-        self.sentence_language = [self.chunks[x.parent].meta.get("language") or self.documents.get(str(self.chunks[x.parent].meta.get("doc_id")), {}).get("language", "") for x in self.sentences]
+        self.sentence_language = [
+            self.chunks[x.parent].meta.get("language")
+            or self.documents.get(str(self.chunks[x.parent].meta.get("doc_id")), {}).get("language", "")
+            for x in self.sentences
+        ]
         self.idf = self._idf()
         self.equivalents = self._lexicon(client, info)
         self._reranker = self._load_reranker()
@@ -113,9 +119,13 @@ class Retriever:
         from chatbot.errors import EmbedderUnavailable
 
         try:
-            return SentenceTransformerRerank(model=self.settings.rerank_model, top_n=self.settings.rerank_candidates, device="cpu")
+            return SentenceTransformerRerank(
+                model=self.settings.rerank_model, top_n=self.settings.rerank_candidates, device="cpu"
+            )
         except Exception as exc:  # hub unreachable or a bad folder: say which setting to fix
-            raise EmbedderUnavailable(f"cannot load the reranker CHATBOT_RERANK_MODEL={self.settings.rerank_model!r}: {exc}") from exc
+            raise EmbedderUnavailable(
+                f"cannot load the reranker CHATBOT_RERANK_MODEL={self.settings.rerank_model!r}: {exc}"
+            ) from exc
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Reorder the first candidates by cross-encoder score (fused order breaks ties)."""
@@ -127,7 +137,11 @@ class Retriever:
         nodes = [NodeWithScore(node=TextNode(id_=h.chunk.id, text=h.chunk.text), score=h.score) for h in head]
         ranked = self._reranker.postprocess_nodes(nodes, query_bundle=QueryBundle(query))
         by_id = {h.chunk.id: h for h in head}
-        return [by_id[n.node.node_id] for n in ranked] + [h for h in head if h.chunk.id not in {n.node.node_id for n in ranked}] + tail
+        return (
+            [by_id[n.node.node_id] for n in ranked]
+            + [h for h in head if h.chunk.id not in {n.node.node_id for n in ranked}]
+            + tail
+        )
 
     def _second(self, client: Any, info: Any) -> tuple[Any, np.ndarray]:
         """The second embedder (USE) and its vectors of every sentence, in `self.sentences` order.
@@ -240,7 +254,9 @@ class Retriever:
         except Exception as exc:  # a Chroma server that went away: say so, the next call may succeed again
             from chatbot.errors import StoreUnavailable
 
-            raise StoreUnavailable(f"the Chroma store did not answer: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from exc
+            raise StoreUnavailable(
+                f"the Chroma store did not answer: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+            ) from exc
         dense = {n.node.node_id: float(n.score or 0.0) for n in found}
         bm25 = {n.node.node_id: float(n.score or 0.0) for n in self._bm25.retrieve(query)} if query.strip() else {}
         sent_scores = self.sentence_matrix @ qvec if len(self.sentences) else np.zeros(0)

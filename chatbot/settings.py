@@ -82,19 +82,35 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 256
     llm_context_window: int = 4096
     llm_condense: bool = True  # rewrite follow-ups with the LLM when one is configured
-    llm_threads: int = 1  # llama.cpp threads for CHATBOT_LLM_GGUF: with 2, a core busy elsewhere slows generation 10-40x (measured)
+    llm_threads: int = (
+        1  # llama.cpp threads for CHATBOT_LLM_GGUF: with 2, a core busy elsewhere slows generation 10-40x (measured)
+    )
 
     # serving under slow, idle or hostile clients (chatbot/web/hardening.py)
-    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this (else 408, closed); 0 disables
-    body_timeout_s: float = 15.0  # a request's whole body must arrive within this once the app reads it (else 408, closed); 0 disables
-    max_connections_per_ip: int = 64  # open connections per client address and process, more refused (429); 0 disables (behind a proxy)
+    header_timeout_s: float = (
+        10.0  # a connection's request line and headers must arrive within this (else 408, closed); 0 disables
+    )
+    body_timeout_s: float = (
+        15.0  # a request's whole body must arrive within this once the app reads it (else 408, closed); 0 disables
+    )
+    max_connections_per_ip: int = (
+        64  # open connections per client address and process, more refused (429); 0 disables (behind a proxy)
+    )
     max_header_bytes: int = 65_536  # request line and headers larger than this get 431
-    frame_ancestors: tuple[str, ...] = ("'self'",)  # CSP frame-ancestors of the chat page "/" (X-Frame-Options follows); e.g. '["https://a.example"]'
-    feedback_max_bytes: int = 10_000_000  # the feedback file rotates (feedback.jsonl -> .1 -> .2 ...) before growing past this; 0: never
+    frame_ancestors: tuple[str, ...] = (
+        "'self'",
+    )  # CSP frame-ancestors of the chat page "/" (X-Frame-Options follows); e.g. '["https://a.example"]'
+    feedback_max_bytes: int = (
+        10_000_000  # the feedback file rotates (feedback.jsonl -> .1 -> .2 ...) before growing past this; 0: never
+    )
     feedback_files: int = 5  # rotated feedback files kept besides the current one; older ones are deleted
     index_check_seconds: float = 2.0  # a server looks this often for a newer complete index and switches to it; 0: never
-    reader_lease_seconds: float = 30.0  # an indexer keeps any build a server renewed its lease on (data_dir/readers) this recently
-    llm_allow_links: bool = False  # generated answers may keep links, e-mails and domains their cited passages contain; off: all are removed
+    reader_lease_seconds: float = (
+        30.0  # an indexer keeps any build a server renewed its lease on (data_dir/readers) this recently
+    )
+    llm_allow_links: bool = (
+        False  # generated answers may keep links, e-mails and domains their cited passages contain; off: all are removed
+    )
 
     @property
     def answer_threshold(self) -> float:
@@ -103,4 +119,3 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     return Settings()
-

@@ -25,7 +25,10 @@ _MONTHS = (
     r"janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre|january|february|march|"
     r"april|may|june|july|august|september|october|november|december|januar|februar|märz|juni|juli|oktober|dezember"
 )
-DATE = re.compile(rf"\b\d{{1,2}}\.?\s(?:{_MONTHS})\s\d{{4}}\b|\b(?:{_MONTHS})\s\d{{4}}\b|\bannées?\s(?:19|20)\d{{2}}\b|\b(?:19|20)\d{{2}}\b", re.I)
+DATE = re.compile(
+    rf"\b\d{{1,2}}\.?\s(?:{_MONTHS})\s\d{{4}}\b|\b(?:{_MONTHS})\s\d{{4}}\b|\bannées?\s(?:19|20)\d{{2}}\b|\b(?:19|20)\d{{2}}\b",
+    re.I,
+)
 NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w%])")
 NAME = re.compile(r"\b(?:[A-Z][\w\-]*[a-z][\w\-]*|[a-z]+[A-Z]\w*|[A-Z]{2,}\w*)(?:\s(?:[A-Z][\w\-]*|[a-z]\d+\w*))*")
 
@@ -41,7 +44,11 @@ class Span:
 def find(kind: str, text: str) -> list[Span]:
     """Spans of a kind ("amount", "percent", "count", "date", "who") in text, in order."""
     if kind == "amount":
-        found = [m for m in MONEY.finditer(text) if re.search(r"[$€]|dollar|euro|usd|eur|milliard|billion|million|mrd", m.group(0), re.I)]
+        found = [
+            m
+            for m in MONEY.finditer(text)
+            if re.search(r"[$€]|dollar|euro|usd|eur|milliard|billion|million|mrd", m.group(0), re.I)
+        ]
     elif kind == "percent":
         found = list(PERCENT.finditer(text))
     elif kind == "date":
@@ -80,9 +87,25 @@ def nearest(spans: list[Span], anchors: list[int], text: str = "") -> Span | Non
 
 
 _SCALES = {
-    "k": 1e3, "million": 1e6, "millions": 1e6, "millionen": 1e6, "mio": 1e6, "mio.": 1e6, "m": 1e6,
-    "milliard": 1e9, "milliards": 1e9, "milliarden": 1e9, "milliarde": 1e9, "mrd": 1e9, "mrd.": 1e9,
-    "billion": 1e9, "billions": 1e9, "bn": 1e9, "b": 1e9, "trillion": 1e12, "trillions": 1e12,
+    "k": 1e3,
+    "million": 1e6,
+    "millions": 1e6,
+    "millionen": 1e6,
+    "mio": 1e6,
+    "mio.": 1e6,
+    "m": 1e6,
+    "milliard": 1e9,
+    "milliards": 1e9,
+    "milliarden": 1e9,
+    "milliarde": 1e9,
+    "mrd": 1e9,
+    "mrd.": 1e9,
+    "billion": 1e9,
+    "billions": 1e9,
+    "bn": 1e9,
+    "b": 1e9,
+    "trillion": 1e12,
+    "trillions": 1e12,
 }
 _QUALS = {
     "more than": {"fr": "plus de", "en": "more than", "de": "mehr als"},
@@ -141,7 +164,9 @@ def render_percent(span: str, lang: str) -> str:
     return f"{q} {num}{'%' if lang == 'en' else ' %'}".strip()
 
 
-_LIST_INTRO = re.compile(r"\b(?:suivi(?:e|s|es)? (?:par|de)|followed by|gefolgt von|comme|such as|wie|notamment|including|:)\s+", re.I)
+_LIST_INTRO = re.compile(
+    r"\b(?:suivi(?:e|s|es)? (?:par|de)|followed by|gefolgt von|comme|such as|wie|notamment|including|:)\s+", re.I
+)
 
 
 def list_items(text: str) -> list[str]:

@@ -27,7 +27,16 @@ from chatbot.model import AnswerModels, Calibration, Logistic
 from chatbot.settings import ROOT, Settings
 
 # XQuAD titles reserved for the hidden test: never read, never fitted on.
-XQUAD_RESERVED = {"1973_oil_crisis", "Apollo_program", "Rhine", "Kenya", "Harvard_University", "Black_Death", "Steam_engine", "Scottish_Parliament"}
+XQUAD_RESERVED = {
+    "1973_oil_crisis",
+    "Apollo_program",
+    "Rhine",
+    "Kenya",
+    "Harvard_University",
+    "Black_Death",
+    "Steam_engine",
+    "Scottish_Parliament",
+}
 
 
 @dataclass
@@ -83,8 +92,14 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
     git_dir = bank.fixtures_dir() / "google-deepmind+xquad" / "repo"
     if not git_dir.exists():
         return []
-    data = {lang: json.loads(subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:xquad.{lang}.json"], capture_output=True, check=True).stdout)
-            for lang in ("de", "en")}
+    data = {
+        lang: json.loads(
+            subprocess.run(
+                ["git", "--git-dir", str(git_dir), "show", f"HEAD:xquad.{lang}.json"], capture_output=True, check=True
+            ).stdout
+        )
+        for lang in ("de", "en")
+    }
     out = []
     for art_de, art_en in zip(data["de"]["data"], data["en"]["data"], strict=True):
         title = art_en["title"]
@@ -96,7 +111,18 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
             for q_de, q_en in zip(p_de["qas"], p_en["qas"], strict=True):
                 ans = q_de["answers"][0]["text"]
                 for lang, qq in (("de", q_de), ("en", q_en)):
-                    qs.append(bank.Question(f"xquad-{title}-{qq['id']}-{lang}", f"xquad-{title}", lang, qq["question"], True, ans, [[ans]], group=qq["id"]))
+                    qs.append(
+                        bank.Question(
+                            f"xquad-{title}-{qq['id']}-{lang}",
+                            f"xquad-{title}",
+                            lang,
+                            qq["question"],
+                            True,
+                            ans,
+                            [[ans]],
+                            group=qq["id"],
+                        )
+                    )
         out.append((title, text, qs))
         if len(out) >= limit:
             break
@@ -145,7 +171,9 @@ def _sklearn() -> None:
     except ImportError as exc:
         from chatbot.errors import ChatbotError
 
-        raise ChatbotError(f"training and the bank evaluation need scikit-learn and trafilatura ({exc.name} is missing): pip install -e '.[train]'") from exc
+        raise ChatbotError(
+            f"training and the bank evaluation need scikit-learn and trafilatura ({exc.name} is missing): pip install -e '.[train]'"
+        ) from exc
 
 
 def fit_logistic(rows: list[dict[str, float]], labels: list[bool], names: tuple[str, ...], c: float = 0.5) -> Logistic:
@@ -302,8 +330,14 @@ def reliability(rows: list[Scored], bins: int = 5) -> list[dict[str, Any]]:
         inb = [s for s in rows if lo <= s.confidence < hi or (b == bins - 1 and s.confidence == 1.0)]
         if inb:
             right = [s.record.answerable and s.top_right for s in inb]
-            out.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": len(inb), "mean_confidence": round(float(np.mean([s.confidence for s in inb])), 3),
-                        "right_rate": round(float(np.mean(right)), 3)})
+            out.append(
+                {
+                    "bin": f"{lo:.1f}-{hi:.1f}",
+                    "n": len(inb),
+                    "mean_confidence": round(float(np.mean([s.confidence for s in inb])), 3),
+                    "right_rate": round(float(np.mean(right)), 3),
+                }
+            )
     return out
 
 
@@ -311,15 +345,19 @@ def report(rows: list[Scored]) -> dict[str, Any]:
     return {
         "overall": figures(rows),
         "by_article": {a: figures([s for s in rows if s.record.article == a]) for a in sorted({s.record.article for s in rows})},
-        "by_language": {lang: figures([s for s in rows if s.record.language == lang]) for lang in sorted({s.record.language for s in rows})},
+        "by_language": {
+            lang: figures([s for s in rows if s.record.language == lang]) for lang in sorted({s.record.language for s in rows})
+        },
         "reliability": reliability(rows),
     }
 
 
 def print_report(title: str, rep: dict[str, Any]) -> None:
     def line(name: str, f: dict[str, Any]) -> str:
-        return (f"  {name:<28} n={f['n']:<4} acc {f['accuracy']:.3f}  answerable {f['answer_accuracy']:.3f}  wrong {f['answered_wrong']:.3f}  "
-                f"unans.refused {f['unanswerable_refused']}  false.refusals {f['false_refusals']:.3f}  paraphrase {f['paraphrase_consistency']}")
+        return (
+            f"  {name:<28} n={f['n']:<4} acc {f['accuracy']:.3f}  answerable {f['answer_accuracy']:.3f}  wrong {f['answered_wrong']:.3f}  "
+            f"unans.refused {f['unanswerable_refused']}  false.refusals {f['false_refusals']:.3f}  paraphrase {f['paraphrase_consistency']}"
+        )
 
     print(title)
     print(line("ALL", rep["overall"]))

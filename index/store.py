@@ -192,7 +192,7 @@ def write_lease(settings: Settings, collections: set[str]) -> None:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        log.warning("cannot record which index this server reads (%s): an indexer may drop it", exc.strerror)
+        log.warning("cannot record which index this process reads (%s): an indexer may drop it", exc.strerror)
 
 
 def drop_lease(settings: Settings) -> None:

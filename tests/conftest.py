@@ -53,7 +53,9 @@ def bot(settings: object, built: object, e5: object) -> object:
     return Chatbot(settings, embedder=e5)  # type: ignore[arg-type]
 
 
-def run_app(*args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_app(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), *args],
@@ -145,7 +147,14 @@ def web_server(settings: object, built: object, tmp_path_factory: pytest.TempPat
 # --- browser helpers (tests/test_web_browser.py, tests/test_xss_corpus.py) ---
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads one
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 DESKTOP = {"width": 1280, "height": 800}
 # elements inside the widget's text areas other than those it creates itself ([n] buttons, <mark>)
 WIDGET_FOREIGN_ELEMENTS = """document.querySelector('.article-chat-widget').shadowRoot.querySelectorAll(

@@ -67,19 +67,39 @@ async def chat(request: Request) -> Any:
     text = _reply(model, body.get("messages", []))
     if not body.get("stream"):
         return {
-            "id": "x", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "id": "x",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
 
     async def events() -> Any:
         for i, word in enumerate(re.findall(r"\S+\s*", text)):
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": word} if i == 0 else {"content": word}, "finish_reason": None}]}
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": word} if i == 0 else {"content": word},
+                        "finish_reason": None,
+                    }
+                ],
+            }
             yield f"data: {json.dumps(chunk)}\n\n"
             if model == "drop" and i == 2:
                 raise RuntimeError("connection dropped mid-stream")
-        done = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        done = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
         yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -56,7 +56,9 @@ def test_followups_are_resolved() -> None:
     assert resolve("And OpenAI?", h, "en") == "How much did OpenAI raise?"
     h2 = [Turn("user", "Who founded Dealroom?"), Turn("assistant", "Yoram Wijngaarde [1]")]
     assert resolve("What did he say about Europe?", h2, "en") == "What did Yoram Wijngaarde say about Europe?"
-    assert "Et en Europe" in resolve("Et en Europe ?", [Turn("user", "Quelle part du capital-risque américain est allée à l'IA ?")], "fr")
+    assert "Et en Europe" in resolve(
+        "Et en Europe ?", [Turn("user", "Quelle part du capital-risque américain est allée à l'IA ?")], "fr"
+    )
 
 
 @pytest.mark.slow
@@ -89,7 +91,10 @@ def test_refusals_in_the_question_language(bot: object, question: str, lang: str
 def test_followup_with_history(bot: object) -> None:
     """A follow-up that changes one slot never returns the previous answer: either the new fact,
     or, when unsure, a refusal whose closest passages hold it."""
-    h = [{"role": "user", "content": "Quelle part du capital-risque américain est allée à l'IA ?"}, {"role": "assistant", "content": "42 % [1]"}]
+    h = [
+        {"role": "user", "content": "Quelle part du capital-risque américain est allée à l'IA ?"},
+        {"role": "assistant", "content": "42 % [1]"},
+    ]
     a = bot.answer("Et en Europe ?", h)  # type: ignore[attr-defined]
     assert a.language == "fr" and "Europe" in a.resolved_question
     if a.answered:
@@ -168,7 +173,9 @@ def test_quotes_from_an_added_document_name_it(tmp_path: Path, e5: object) -> No
     from index.build import build
 
     extra = tmp_path / "orion-notes.md"
-    extra.write_text("# Orion fund notes\n\nThe Orion Fund raised 5 trillion dollars [3] in 2024 from its members.\n", encoding="utf-8")
+    extra.write_text(
+        "# Orion fund notes\n\nThe Orion Fund raised 5 trillion dollars [3] in 2024 from its members.\n", encoding="utf-8"
+    )
     s = Settings(data_dir=tmp_path / "d")
     build(s, files=[extra], embedder=e5)  # type: ignore[arg-type]
     bot = Chatbot(s, embedder=e5)  # type: ignore[arg-type]

@@ -19,7 +19,17 @@ from chatbot.web.gate import RateLimiter
 
 pytestmark = [pytest.mark.slow]
 
-ANSWER_KEYS = {"question", "answer", "answered", "language", "citations", "timings_ms", "resolved_question", "notes", "confidence"}
+ANSWER_KEYS = {
+    "question",
+    "answer",
+    "answered",
+    "language",
+    "citations",
+    "timings_ms",
+    "resolved_question",
+    "notes",
+    "confidence",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +53,13 @@ def client(settings: Any, bot: Any, feedback_file: Path) -> Iterator[Any]:
 
 UNICODE = st.text(alphabet=st.characters(codec=None, categories=None, exclude_categories=[]), max_size=60)  # lone surrogates too
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | UNICODE
-JSON_VALUES = st.recursive(SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(UNICODE, kids, max_size=4), max_leaves=12)
+JSON_VALUES = st.recursive(
+    SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(UNICODE, kids, max_size=4), max_leaves=12
+)
 QUESTIONS = st.one_of(
-    st.sampled_from(["How much did Databricks raise?", "Combien les startups d'IA ont-elles levé en 2024 ?", "Et OpenAI ?", "   ", ""]),
+    st.sampled_from(
+        ["How much did Databricks raise?", "Combien les startups d'IA ont-elles levé en 2024 ?", "Et OpenAI ?", "   ", ""]
+    ),
     UNICODE,
     st.integers(1990, 2010).map(lambda n: "x" * n),  # around the length limit
     JSON_VALUES,
@@ -60,13 +74,29 @@ HISTORIES = st.one_of(
     JSON_VALUES,
 )
 ASK_BODIES = st.fixed_dictionaries({"question": QUESTIONS}, optional={"history": HISTORIES, "junk": JSON_VALUES})
-FEEDBACK_FIELDS = {"question": QUESTIONS, "answer": st.one_of(UNICODE, JSON_VALUES), "rating": st.sampled_from(["up", "down", "meh", None, 1])}
+FEEDBACK_FIELDS = {
+    "question": QUESTIONS,
+    "answer": st.one_of(UNICODE, JSON_VALUES),
+    "rating": st.sampled_from(["up", "down", "meh", None, 1]),
+}
 FEEDBACK_BODIES = st.fixed_dictionaries(FEEDBACK_FIELDS) | st.fixed_dictionaries({}, optional=FEEDBACK_FIELDS)
 ODD_TYPES = st.one_of(
-    st.sampled_from([
-        None, "application/json; charset=utf-8", "APPLICATION/JSON", "application/problem+json", "application/json; charset=latin-1",
-        "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "*/*", "application/json;;;", "json",
-    ]),  # fmt: skip
+    st.sampled_from(
+        [
+            None,
+            "application/json; charset=utf-8",
+            "APPLICATION/JSON",
+            "application/problem+json",
+            "application/json; charset=latin-1",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "",
+            "*/*",
+            "application/json;;;",
+            "json",
+        ]
+    ),  # fmt: skip
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
 )
 
@@ -131,7 +161,14 @@ SURROGATE = b'{"question": "How much did Databricks raise? \\ud800", "history": 
 @example(request=("/api/ask", b"[" * 100_000 + b"]" * 100_000, "application/json"), chunked=False)  # recursion depth
 @example(request=("/api/ask", b'{"question": ' + b"9" * 5000 + b"}", "application/json"), chunked=False)  # int digits limit
 @example(request=("/api/ask", b'{"question": NaN, "history": Infinity}', "application/json"), chunked=True)
-@example(request=("/api/ask", b"\xef\xbb\xbf" + json.dumps({"question": "How much did Databricks raise?"}).encode(), "application/json"), chunked=False)
+@example(
+    request=(
+        "/api/ask",
+        b"\xef\xbb\xbf" + json.dumps({"question": "How much did Databricks raise?"}).encode(),
+        "application/json",
+    ),
+    chunked=False,
+)
 def test_any_request_gets_an_answer_or_a_json_4xx(client: Any, request: tuple[str, bytes, str | None], chunked: bool) -> None:
     path, body, content_type = request
     headers = {"Content-Type": content_type} if content_type is not None else {}
@@ -153,7 +190,10 @@ def test_other_methods_and_paths_are_never_5xx(client: Any, path: str, method: s
 
 def test_fuzzed_feedback_file_is_one_json_object_per_line(client: Any, feedback_file: Path) -> None:
     """After the fuzzing above: whatever was recorded (newlines, U+2028, odd text) kept its line."""
-    assert client.post("/api/feedback", json={"question": "q\nwith\u2028breaks", "answer": "a\r\n[1]", "rating": "up"}).status_code == 201
+    assert (
+        client.post("/api/feedback", json={"question": "q\nwith\u2028breaks", "answer": "a\r\n[1]", "rating": "up"}).status_code
+        == 201
+    )
     lines = feedback_file.read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert all(isinstance(r, dict) and r["rating"] in ("up", "down") for r in records)

@@ -50,7 +50,12 @@ def test_docs_page_references_only_its_own_server(app_url: str) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert not re.search(r"https?:|//[\w.-]+\.\w", r.text), "an external host in /docs"
     urls = page_urls(r.text)
-    assets = {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png", "openapi.json": "json"}
+    assets = {
+        "swagger-ui-bundle.js": "javascript",
+        "swagger-ui.css": "text/css",
+        "favicon.png": "image/png",
+        "openapi.json": "json",
+    }
     assert len(urls) == len(assets) and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
     for name, kind in assets.items():
         url = next(u for u in urls if u.endswith(name))

@@ -48,8 +48,12 @@ def test_sigkill_during_indexing_never_leaves_a_half_index(tmp_path: Path) -> No
     rng = random.Random(20261126)
     served = set()
     for i in range(KILLS):
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "index", "--rebuild"], env={**os.environ, **env},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "index", "--rebuild"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.2, 7.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -90,7 +94,11 @@ def test_damaged_store_says_what_to_do_then_rebuilds(tmp_path: Path) -> None:
 def _as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", sys.executable, str(ROOT / "app.py"), *args],
-        env={**os.environ, **env, "HOME": "/tmp"}, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, **env, "HOME": "/tmp"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
 
 
@@ -116,10 +124,18 @@ def test_disk_full_is_a_clear_message_and_keeps_the_index(tmp_path: Path) -> Non
     assert run_app("index", env=env).returncode == 0
     before = complete_index(tmp_path / "d")
     big = tmp_path / "big.txt"
-    big.write_text("\n\n".join(f"Paragraphe {i} sur les fonds de capital-risque et l'IA en Europe." for i in range(3000)), encoding="utf-8")
+    big.write_text(
+        "\n\n".join(f"Paragraphe {i} sur les fonds de capital-risque et l'IA en Europe." for i in range(3000)), encoding="utf-8"
+    )
     # a file-size limit makes every write past it fail like a full disk would (Python ignores SIGXFSZ)
-    out = subprocess.run(["prlimit", f"--fsize={256 * 1024}", sys.executable, str(ROOT / "app.py"), "index", str(big)],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        ["prlimit", f"--fsize={256 * 1024}", sys.executable, str(ROOT / "app.py"), "index", str(big)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     assert "disk" in out.stderr or "could not be written" in out.stderr or "cannot" in out.stderr
     assert complete_index(tmp_path / "d") == before

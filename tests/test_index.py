@@ -47,7 +47,9 @@ def test_bad_files_change_nothing(fresh_settings: object, e5: object, tmp_path: 
     assert store.read_pointer(client, fresh_settings) == base.info  # type: ignore[arg-type]
 
 
-def test_crash_mid_build_keeps_previous_index(fresh_settings: object, e5: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_mid_build_keeps_previous_index(
+    fresh_settings: object, e5: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = build_mod.build(fresh_settings, embedder=e5)  # type: ignore[arg-type]
     doc = tmp_path / "new.txt"
     doc.write_text("Un nouveau document.\n\nAvec un paragraphe sur les fonds.", encoding="utf-8")

@@ -4,6 +4,7 @@ what is really served and fails (503) when the store cannot answer."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -44,7 +45,9 @@ def copy_of(base: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def fact_doc(folder: Path, name: str, millions: int) -> Path:
     path = folder / f"fonds-{name.lower()}.txt"
-    path.write_text(f"Le fonds {name} a levé {millions} millions d'euros en mars 2024 pour financer des robots agricoles.\n", encoding="utf-8")
+    path.write_text(
+        f"Le fonds {name} a levé {millions} millions d'euros en mars 2024 pour financer des robots agricoles.\n", encoding="utf-8"
+    )
     return path
 
 
@@ -90,8 +93,13 @@ def cites(url: str, name: str) -> bool:
 
 def index_killed_mid_write(doc: Path, data_dir: Path, env: dict[str, str]) -> None:
     """`index DOC`, SIGKILLed as soon as it starts keeping the document, before its build is done."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "index", str(doc)], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "index", str(doc)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     folder = data_dir / "documents"
     deadline = time.monotonic() + 120
     try:
@@ -122,7 +130,9 @@ def test_server_follows_each_new_index_and_never_fails(tmp_path: Path, base_inde
             assert out.returncode == 0, out.stderr
             done = time.monotonic()
             while not cites(server.url, name):
-                assert time.monotonic() - done < 30, f"{name} not served 30 s after its index was built:\n{server.log.read_text()[-2000:]}"
+                assert time.monotonic() - done < 30, (
+                    f"{name} not served 30 s after its index was built:\n{server.log.read_text()[-2000:]}"
+                )
                 time.sleep(0.2)
             delays[name] = time.monotonic() - done
         health = httpx.get(server.url + "/api/health", timeout=30).json()
@@ -133,7 +143,10 @@ def test_server_follows_each_new_index_and_never_fails(tmp_path: Path, base_inde
     finally:
         poller.stop()
         server.stop()
-    print(f"asks during indexing: {poller.statuses}; new document served after (s): " + ", ".join(f"{k} {v:.1f}" for k, v in delays.items()))
+    print(
+        f"asks during indexing: {poller.statuses}; new document served after (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in delays.items())
+    )
     assert not poller.failures, poller.failures[:5]
     assert poller.statuses.get(200, 0) > 20
     assert "Traceback" not in server.log.read_text()
@@ -173,3 +186,44 @@ def test_health_is_503_when_the_store_cannot_answer(tmp_path: Path, base_index: 
         assert httpx.get(server.url + "/api/health", timeout=30).status_code == 503
     finally:
         server.stop()
+
+
+def test_cli_reader_holds_a_lease_and_follows_new_indexes(tmp_path: Path, base_index: Path) -> None:
+    """`ask --json -` (like `chat`) is a long-lived reader: its build is leased while it reads,
+    new documents become answerable without restarting it, and the lease goes when it exits."""
+    data, env = copy_of(base_index, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "ask", "--json", "-"],
+        env={**os.environ, **env}, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def ask(name: str) -> dict[str, Any]:
+        proc.stdin.write(f"Combien le fonds {name} a-t-il levé ?\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, proc.stderr.read() if proc.stderr else ""
+        out: dict[str, Any] = json.loads(line)
+        assert "error" not in out, out
+        return out
+
+    def cited(out: dict[str, Any], name: str) -> bool:
+        return any(f"fonds {name}" in c["text"] for c in out["citations"])
+
+    try:
+        assert not cited(ask(FUNDS[0]), FUNDS[0])
+        served = store.read_pointer(store.make_client(Settings(data_dir=data)), Settings(data_dir=data))
+        assert served is not None and served.collection in store.leased(Settings(data_dir=data))
+        for i, name in enumerate(FUNDS[:3]):  # three builds: without the lease, the first would be pruned
+            out = run_app("index", str(fact_doc(tmp_path, name, 11 + i)), env=env)
+            assert out.returncode == 0, out.stderr
+        done = time.monotonic()
+        while not cited(ask(FUNDS[2]), FUNDS[2]):
+            assert time.monotonic() - done < 30, "the new document was not answered 30 s after its index was built"
+            time.sleep(0.2)
+        assert cited(ask(FUNDS[0]), FUNDS[0])
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert not list((data / store.READERS_DIR).glob("*.json"))  # the lease went with the reader

@@ -49,7 +49,9 @@ def test_grounded_answer_streams_and_keeps_citations(settings: object, built: ob
     "model, expect_in_notes",
     [("invent", "999"), ("bad-marker", "[7]"), ("link", "links"), ("pirate", "12345"), ("uncited", "no cited")],
 )
-def test_failed_checks_never_reach_the_user(settings: object, built: object, e5: object, fake: FakeLLMServer, model: str, expect_in_notes: str) -> None:
+def test_failed_checks_never_reach_the_user(
+    settings: object, built: object, e5: object, fake: FakeLLMServer, model: str, expect_in_notes: str
+) -> None:
     bot = make_bot(settings, e5, fake.url, model)
     streamed, final = run(bot, "How much did Databricks raise?")
     a = final.answer
@@ -74,7 +76,9 @@ def test_model_refusal_is_answered_false(settings: object, built: object, e5: ob
 
 
 @pytest.mark.parametrize("model", ["error500", "slow", "drop"])
-def test_unreachable_or_failing_llm_falls_back(settings: object, built: object, e5: object, fake: FakeLLMServer, model: str) -> None:
+def test_unreachable_or_failing_llm_falls_back(
+    settings: object, built: object, e5: object, fake: FakeLLMServer, model: str
+) -> None:
     bot = make_bot(settings, e5, fake.url, model, llm_timeout=1.0)
     _, final = run(bot, "How much did Databricks raise?")
     a = final.answer

@@ -83,7 +83,10 @@ def test_live_holder_is_refused_then_waited_for(fresh_settings: Settings) -> Non
     path.parent.mkdir(parents=True)
     other = hold_in_child(path)
     try:
-        with pytest.raises(IndexLocked, match=f"another indexer is running \\(pid {other.pid} on "), store.writer_lock(fresh_settings):
+        with (
+            pytest.raises(IndexLocked, match=f"another indexer is running \\(pid {other.pid} on "),
+            store.writer_lock(fresh_settings),
+        ):
             pass
         threading.Timer(0.5, other.kill).start()  # its lock goes with it
         t0 = time.monotonic()

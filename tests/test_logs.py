@@ -19,10 +19,16 @@ def test_one_structured_line_per_answer_without_the_question(bot: object, caplog
     assert len(lines) == 1
     record = json.loads(lines[0].getMessage())
     assert record["event"] == "answer" and record["citations"] and "total" in record["timings_ms"]
-    assert all("en tout" not in r.getMessage() and "Databricks" not in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert all(
+        "en tout" not in r.getMessage() and "Databricks" not in r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.INFO
+    )
 
 
-def test_secrets_stay_out_of_logs_errors_and_repr(settings: object, built: object, e5: object, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_stay_out_of_logs_errors_and_repr(
+    settings: object, built: object, e5: object, caplog: pytest.LogCaptureFixture
+) -> None:
     from chatbot.core import Chatbot
 
     with FakeLLMServer() as fake:

@@ -66,7 +66,9 @@ def test_quotes_have_speakers(raw_article: str) -> None:
 
 
 def test_markdown_and_html() -> None:
-    md = parse_file("notes.md", "# Title\n\nFirst paragraph with ![img](http://x/y.png) and [a link](http://x).\n\n- one : a\n- two : b\n")
+    md = parse_file(
+        "notes.md", "# Title\n\nFirst paragraph with ![img](http://x/y.png) and [a link](http://x).\n\n- one : a\n- two : b\n"
+    )
     assert md.records[0].kind == "headline" and md.records[0].text == "Title"
     assert "http://" not in md.text
     page = "<html><head><script>alert(1)</script><style>p{}</style></head><body><h1>T</h1><p>Hello &amp; bye.</p></body></html>"

@@ -19,8 +19,21 @@ SETTINGS = Settings()
 lines = st.lists(
     st.one_of(
         st.text(max_size=300),
-        st.sampled_from(["commentaires (3)", "0/200", "0", "Article connexe", "- item : texte", "Crédits image : X (capture d’écran) Texte.",
-                         "JaneDoe", "5 septembre 2025 04:30:34 UTC+02:00", "« Citation », a souligné Jean Dupont.", "# Titre", ""]),
+        st.sampled_from(
+            [
+                "commentaires (3)",
+                "0/200",
+                "0",
+                "Article connexe",
+                "- item : texte",
+                "Crédits image : X (capture d’écran) Texte.",
+                "JaneDoe",
+                "5 septembre 2025 04:30:34 UTC+02:00",
+                "« Citation », a souligné Jean Dupont.",
+                "# Titre",
+                "",
+            ]
+        ),
     ),
     max_size=60,
 )

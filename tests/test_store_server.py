@@ -29,7 +29,8 @@ class ChromaServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [CHROMA, "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -57,7 +58,11 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
 
 @pytest.fixture(scope="module")
 def env(chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    e = {"CHATBOT_CHROMA_HOST": "127.0.0.1", "CHATBOT_CHROMA_PORT": str(chroma.port), "CHATBOT_DATA_DIR": str(tmp_path_factory.mktemp("srvdata"))}
+    e = {
+        "CHATBOT_CHROMA_HOST": "127.0.0.1",
+        "CHATBOT_CHROMA_PORT": str(chroma.port),
+        "CHATBOT_DATA_DIR": str(tmp_path_factory.mktemp("srvdata")),
+    }
     out = run_app("index", env=e)
     assert out.returncode == 0 and "index built" in out.stdout, out.stderr
     return e

@@ -110,7 +110,9 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
     shipped = AnswerModels.load(ROOT / "models" / "answer.json")
     assert np.allclose(models.sentence.coef, shipped.sentence.coef, atol=1e-3)
     assert np.allclose(models.answerable.coef, shipped.answerable.coef, atol=1e-3)
-    assert np.allclose([models.calibration(p) for p in (0.2, 0.5, 0.8)], [shipped.calibration(p) for p in (0.2, 0.5, 0.8)], atol=1e-3)
+    assert np.allclose(
+        [models.calibration(p) for p in (0.2, 0.5, 0.8)], [shipped.calibration(p) for p in (0.2, 0.5, 0.8)], atol=1e-3
+    )
 
 
 # measured leave-one-article-out figures, less a small margin for machine noise

@@ -19,7 +19,17 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 HEADLINE_Q = "Combien les startups d'IA ont-elles levé en 2024 ?"
 ANSWERED_Q = "How much did Databricks raise?"  # answered with confidence: a long, quoted answer to stream
-CITATION_KEYS = {"id": int, "text": str, "section": str, "source": str, "score": float, "start": int, "end": int, "author": str, "heading": str}
+CITATION_KEYS = {
+    "id": int,
+    "text": str,
+    "section": str,
+    "source": str,
+    "score": float,
+    "start": int,
+    "end": int,
+    "author": str,
+    "heading": str,
+}
 
 
 def post(server: WebServer, path: str, body: Any, **kw: Any) -> httpx.Response:
@@ -42,7 +52,9 @@ def check_answer(obj: dict[str, Any]) -> None:
     for c in obj["citations"]:
         for key, typ in CITATION_KEYS.items():
             assert isinstance(c[key], typ), key
-        assert c["highlight"] is None or (len(c["highlight"]) == 2 and 0 <= c["highlight"][0] <= c["highlight"][1] <= len(c["text"]))
+        assert c["highlight"] is None or (
+            len(c["highlight"]) == 2 and 0 <= c["highlight"][0] <= c["highlight"][1] <= len(c["text"])
+        )
     markers = {int(m) for m in re.findall(r"\[(\d+)\]", obj["answer"])}
     assert markers <= {c["id"] for c in obj["citations"]}
 
@@ -156,7 +168,13 @@ BAD_INPUTS = [
     ("history not a list", "/api/ask", JSON, json.dumps({"question": "Hi?", "history": "no"}), 422),
     ("history bad role", "/api/ask", JSON, json.dumps({"question": "Hi?", "history": [{"role": "system", "content": "x"}]}), 422),
     ("history bad content", "/api/ask", JSON, json.dumps({"question": "Hi?", "history": [{"role": "user", "content": 3}]}), 422),
-    ("history too long", "/api/ask", JSON, json.dumps({"question": "Hi?", "history": [{"role": "user", "content": "a"}] * 41}), 422),
+    (
+        "history too long",
+        "/api/ask",
+        JSON,
+        json.dumps({"question": "Hi?", "history": [{"role": "user", "content": "a"}] * 41}),
+        422,
+    ),
     ("invalid JSON", "/api/ask", JSON, '{"question": "Hi?"', 422),
     ("JSON array", "/api/ask", JSON, "[1, 2]", 422),
     ("empty body", "/api/ask", JSON, "", 422),
@@ -173,7 +191,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("case", "path", "headers", "body", "status"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_a_4xx_json_error(web_server: WebServer, case: str, path: str, headers: dict[str, str], body: str, status: int) -> None:
+def test_bad_input_is_a_4xx_json_error(
+    web_server: WebServer, case: str, path: str, headers: dict[str, str], body: str, status: int
+) -> None:
     r = httpx.post(web_server.url + path, content=body.encode(), headers=headers, timeout=60)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
@@ -290,7 +310,12 @@ def test_workers_must_be_positive() -> None:
 # --- limits: rate per client, queue length, question and history size (before any model work) ---
 
 
-LIMITS = {"CHATBOT_RATE_LIMIT_PER_MINUTE": "5", "CHATBOT_WEB_CONCURRENCY": "1", "CHATBOT_API_QUEUE_SIZE": "1", "CHATBOT_STREAM_DELAY_MS": "250"}
+LIMITS = {
+    "CHATBOT_RATE_LIMIT_PER_MINUTE": "5",
+    "CHATBOT_WEB_CONCURRENCY": "1",
+    "CHATBOT_API_QUEUE_SIZE": "1",
+    "CHATBOT_STREAM_DELAY_MS": "250",
+}
 
 
 @pytest.fixture(scope="module")
@@ -323,8 +348,12 @@ def test_rate_limit_per_client(limited_server: WebServer) -> None:
     assert time.perf_counter() - t0 < 1.0
     assert 1 <= int(r.headers["retry-after"]) <= 60 and "per minute" in r.json()["error"]
     assert r.headers["access-control-allow-origin"] == "*"  # the widget on another site can read why
-    assert_json_error(post(limited_server, "/api/feedback", {"question": "q", "answer": "a", "rating": "up"}, headers=client_ip(1)), 429)
-    assert httpx.get(limited_server.url + "/api/health", headers=client_ip(1), timeout=30).status_code == 200  # GETs are not counted
+    assert_json_error(
+        post(limited_server, "/api/feedback", {"question": "q", "answer": "a", "rating": "up"}, headers=client_ip(1)), 429
+    )
+    assert (
+        httpx.get(limited_server.url + "/api/health", headers=client_ip(1), timeout=30).status_code == 200
+    )  # GETs are not counted
     assert post(limited_server, "/api/ask", {"question": HEADLINE_Q}, headers=client_ip(2)).status_code == 200  # another client
 
 
@@ -345,7 +374,9 @@ def test_queue_full_is_an_immediate_503(limited_server: WebServer) -> None:
 
             streams = [asyncio.create_task(slow_stream(n)) for n in range(2)]
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 60)
-            assert not any(s.done() for s in streams), f"the streams ended too soon to fill the queue: {[s.result() if not s.exception() else s.exception() for s in streams if s.done()]}"
+            assert not any(s.done() for s in streams), (
+                f"the streams ended too soon to fill the queue: {[s.result() if not s.exception() else s.exception() for s in streams if s.done()]}"
+            )
             for n, path in enumerate(("/api/ask", "/api/ask/stream")):
                 t0 = time.perf_counter()
                 r = await client.post(path, json={"question": HEADLINE_Q}, headers=client_ip(20 + n))

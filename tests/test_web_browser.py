@@ -148,7 +148,9 @@ def test_chat_question_with_markup_is_inert(new_page: Any, web_server: WebServer
 # --- the widget on another site ---
 
 
-def test_widget_on_another_origin_answers_with_sources(new_page: Any, web_server: WebServer, host_site: str, artifacts: Path) -> None:
+def test_widget_on_another_origin_answers_with_sources(
+    new_page: Any, web_server: WebServer, host_site: str, artifacts: Path
+) -> None:
     assert host_site.rsplit(":", 1)[1] != web_server.url.rsplit(":", 1)[1]
     for viewport, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
         p = new_page(viewport)
@@ -167,7 +169,10 @@ def test_widget_on_another_origin_answers_with_sources(new_page: Any, web_server
         assert sources.first.get_attribute("open") is not None
         assert sources.first.locator("mark").count() >= 1 and sources.first.locator(".passage").inner_text().strip()
         # host page styles do not reach into the widget
-        assert p.page.locator(".article-chat-widget >> .send").evaluate("e => getComputedStyle(e).backgroundColor") != "rgb(255, 0, 0)"
+        assert (
+            p.page.locator(".article-chat-widget >> .send").evaluate("e => getComputedStyle(e).backgroundColor")
+            != "rgb(255, 0, 0)"
+        )
         p.page.screenshot(path=str(artifacts / f"widget-{name}.png"))
         p.page.keyboard.press("Escape")
         assert p.page.locator(".article-chat-widget >> .panel").is_hidden()
@@ -233,7 +238,9 @@ def zorglub(xss_server: WebServer) -> dict[str, Any]:
     return obj
 
 
-def test_document_payloads_are_inert_in_the_chat(new_page: Any, xss_server: WebServer, zorglub: dict[str, Any], artifacts: Path) -> None:
+def test_document_payloads_are_inert_in_the_chat(
+    new_page: Any, xss_server: WebServer, zorglub: dict[str, Any], artifacts: Path
+) -> None:
     p = new_page()
     p.page.goto(xss_server.url + "/")
     chat_ask(p.page, ZORGLUB_Q)
@@ -246,7 +253,10 @@ def test_document_payloads_are_inert_in_the_chat(new_page: Any, xss_server: WebS
     for c in zorglub["citations"]:
         assert flat(c["text"]) in shown
     assert p.page.locator("#chat .message-content img, #chat .message-content script, #chat .message-content svg").count() == 0
-    assert p.page.locator("#chat .message-content a:not(.cite), #chat .message-content b, #chat .message-content strong").count() == 0
+    assert (
+        p.page.locator("#chat .message-content a:not(.cite), #chat .message-content b, #chat .message-content strong").count()
+        == 0
+    )
     p.page.screenshot(path=str(artifacts / "chat-xss-document.png"))
     p.assert_inert(xss_server.url)
 
@@ -289,7 +299,9 @@ def llm_server(settings: Any, built: Any, tmp_path_factory: pytest.TempPathFacto
             server.stop()
 
 
-def test_generated_payloads_are_inert_while_streaming(new_page: Any, llm_server: WebServer, tmp_path: Path, artifacts: Path) -> None:
+def test_generated_payloads_are_inert_while_streaming(
+    new_page: Any, llm_server: WebServer, tmp_path: Path, artifacts: Path
+) -> None:
     """The deltas show the model's raw text (inert); the final, checked answer replaces them."""
     question = "How much did Databricks raise?"
     final = httpx.post(llm_server.url + "/api/ask", json={"question": question}, timeout=60).json()

@@ -171,7 +171,11 @@ def test_malformed_http_is_a_json_400(server: WebServer) -> None:
 
 
 def test_oversized_headers_are_a_json_431(server: WebServer) -> None:
-    request = b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(100)) + b"\r\n"
+    request = (
+        b"GET /api/health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(100))
+        + b"\r\n"
+    )
     status, headers, body = parse(raw(server, request))
     assert status == 431 and headers["content-type"] == "application/json" and json.loads(body)["error"]
     assert httpx.get(server.url + "/api/health", timeout=30).status_code == 200
@@ -180,12 +184,18 @@ def test_oversized_headers_are_a_json_431(server: WebServer) -> None:
 def test_refused_cors_preflight_is_json(server: WebServer) -> None:
     r = httpx.options(
         server.url + "/api/ask",
-        headers={"Origin": "http://other.example", "Access-Control-Request-Method": "DELETE", "Access-Control-Request-Headers": "x-evil"},
+        headers={
+            "Origin": "http://other.example",
+            "Access-Control-Request-Method": "DELETE",
+            "Access-Control-Request-Headers": "x-evil",
+        },
         timeout=30,
     )
     assert r.status_code == 400 and r.headers["content-type"] == "application/json", r.text
     assert "Disallowed CORS" in r.json()["error"] and r.headers["x-content-type-options"] == "nosniff"
-    ok = httpx.options(server.url + "/api/ask", headers={"Origin": "http://other.example", "Access-Control-Request-Method": "POST"}, timeout=30)
+    ok = httpx.options(
+        server.url + "/api/ask", headers={"Origin": "http://other.example", "Access-Control-Request-Method": "POST"}, timeout=30
+    )
     assert ok.status_code == 200
 
 
@@ -224,7 +234,9 @@ def test_feedback_file_is_capped_and_rotated(server: WebServer) -> None:
     assert set(asyncio.run(post_all())) == {201}
     files = sorted(server.feedback.parent.glob(server.feedback.name + "*"))
     files = [f for f in files if not f.name.endswith(".lock")]
-    assert {f.name for f in files} == {server.feedback.name} | {f"{server.feedback.name}.{n}" for n in range(1, FEEDBACK_FILES + 1)}
+    assert {f.name for f in files} == {server.feedback.name} | {
+        f"{server.feedback.name}.{n}" for n in range(1, FEEDBACK_FILES + 1)
+    }
     total = sum(f.stat().st_size for f in files)
     assert total <= (FEEDBACK_FILES + 1) * FEEDBACK_MAX, total
     for f in files:
@@ -244,7 +256,11 @@ def test_feedback_log_rotation_unit(tmp_path: Path) -> None:
     assert names == ["f.jsonl", "f.jsonl.1", "f.jsonl.2", "f.jsonl.3", "f.jsonl.lock"]
     assert all((tmp_path / n).stat().st_size <= 1000 for n in names)
     # the newest records, in order, across the files
-    records = [json.loads(line) for n in ("f.jsonl.3", "f.jsonl.2", "f.jsonl.1", "f.jsonl") for line in (tmp_path / n).read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for n in ("f.jsonl.3", "f.jsonl.2", "f.jsonl.1", "f.jsonl")
+        for line in (tmp_path / n).read_text().splitlines()
+    ]
     assert [r["question"] for r in records] == [f"question {i}" for i in range(60 - len(records), 60)]
     unbounded = FeedbackLog(tmp_path / "g.jsonl")  # 0: never rotates
     for _ in range(30):
@@ -276,7 +292,9 @@ def test_chat_works_under_its_csp(server: WebServer, new_page: Any) -> None:
     p = new_page()
     violations: list[str] = []
     p.page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    p.page.add_init_script("document.addEventListener('securitypolicyviolation', e => (window.__csp = window.__csp || []).push(e.violatedDirective + ' ' + e.blockedURI))")
+    p.page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => (window.__csp = window.__csp || []).push(e.violatedDirective + ' ' + e.blockedURI))"
+    )
     response = p.page.goto(server.url + "/")
     assert response is not None and "frame-ancestors 'self'" in response.headers["content-security-policy"]
     # locator waits: the page's CSP forbids the string evaluation behind wait_for_function (chat_ask)

@@ -31,9 +31,38 @@ if not os.path.exists(CHROMIUM):
 PAYLOAD_FILE = ROOT / "tests" / "data" / "xss_payloads.txt"
 BATCH = 6
 NAMES = (  # one fund per paragraph, each named once in the corpus
-    "Aldebaran", "Betelgeuse", "Capella", "Deneb", "Elnath", "Fomalhaut", "Gacrux", "Hadar", "Izar", "Kochab",
-    "Lesath", "Mirfak", "Nunki", "Pollux", "Rigel", "Sirius", "Thuban", "Unukalhai", "Vega", "Wezen", "Zaurak",
-    "Alcor", "Bellatrix", "Canopus", "Diphda", "Enif", "Mizar", "Naos", "Polaris", "Regulus", "Spica", "Tarazed",
+    "Aldebaran",
+    "Betelgeuse",
+    "Capella",
+    "Deneb",
+    "Elnath",
+    "Fomalhaut",
+    "Gacrux",
+    "Hadar",
+    "Izar",
+    "Kochab",
+    "Lesath",
+    "Mirfak",
+    "Nunki",
+    "Pollux",
+    "Rigel",
+    "Sirius",
+    "Thuban",
+    "Unukalhai",
+    "Vega",
+    "Wezen",
+    "Zaurak",
+    "Alcor",
+    "Bellatrix",
+    "Canopus",
+    "Diphda",
+    "Enif",
+    "Mizar",
+    "Naos",
+    "Polaris",
+    "Regulus",
+    "Spica",
+    "Tarazed",
 )
 
 
@@ -62,14 +91,27 @@ def corpus_server(e5: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     docs = tmp_path_factory.mktemp("xss-corpus")
     paragraphs_html, paragraphs_md = [], []
     for i, batch in enumerate(BATCHES):
-        paragraphs_html.append(f"<p>The {NAMES[2 * i]} Fund raised {10 + i} million dollars in 2024 for its robots: {html.escape(' '.join(batch))}.</p>")
-        paragraphs_md.append(f"The {NAMES[2 * i + 1]} Trust raised {50 + i} million euros in 2024 for its robots: {' '.join(batch)}.\n")
+        paragraphs_html.append(
+            f"<p>The {NAMES[2 * i]} Fund raised {10 + i} million dollars in 2024 for its robots: {html.escape(' '.join(batch))}.</p>"
+        )
+        paragraphs_md.append(
+            f"The {NAMES[2 * i + 1]} Trust raised {50 + i} million euros in 2024 for its robots: {' '.join(batch)}.\n"
+        )
     page, md = docs / "funds.html", docs / "trusts.md"
-    page.write_text("<!doctype html><html><head><title>Funds</title></head><body><h1>Robot funds</h1>\n" + "\n".join(paragraphs_html) + "\n</body></html>", encoding="utf-8")
+    page.write_text(
+        "<!doctype html><html><head><title>Funds</title></head><body><h1>Robot funds</h1>\n"
+        + "\n".join(paragraphs_html)
+        + "\n</body></html>",
+        encoding="utf-8",
+    )
     md.write_text("# Robot trusts\n\n" + "\n".join(paragraphs_md), encoding="utf-8")
     data = docs / "data"
     build(Settings(data_dir=data, corpus=(page, md)), embedder=e5)
-    env = {"CHATBOT_CORPUS": json.dumps([str(page), str(md)]), "CHATBOT_STREAM_DELAY_MS": "0", "CHATBOT_RATE_LIMIT_PER_MINUTE": "0"}
+    env = {
+        "CHATBOT_CORPUS": json.dumps([str(page), str(md)]),
+        "CHATBOT_STREAM_DELAY_MS": "0",
+        "CHATBOT_RATE_LIMIT_PER_MINUTE": "0",
+    }
     server = WebServer(data, data / "server.log", env=env)
     try:
         yield server.wait_ready()
@@ -83,7 +125,10 @@ def expected(corpus_server: WebServer) -> dict[str, dict[str, Any]]:
     paragraph that must cite it (so every payload reaches both UIs as a passage too)."""
     questions = [" ".join(batch) for batch in BATCHES]
     for i in range(len(BATCHES)):
-        questions += [f"How much did the {NAMES[2 * i]} Fund raise in 2024?", f"How much did the {NAMES[2 * i + 1]} Trust raise in 2024?"]
+        questions += [
+            f"How much did the {NAMES[2 * i]} Fund raise in 2024?",
+            f"How much did the {NAMES[2 * i + 1]} Trust raise in 2024?",
+        ]
     answers: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=corpus_server.url, timeout=60) as client:
         for q in questions:
@@ -98,10 +143,14 @@ def expected(corpus_server: WebServer) -> dict[str, dict[str, Any]]:
 
 def report(capsys: pytest.CaptureFixture[str], where: str, expected: dict[str, Any]) -> None:
     with capsys.disabled():
-        print(f"\n{where}: {len(PAYLOADS)} payloads tried, as {len(BATCHES)} questions and in {2 * len(BATCHES)} cited paragraphs ({len(expected)} asks)")
+        print(
+            f"\n{where}: {len(PAYLOADS)} payloads tried, as {len(BATCHES)} questions and in {2 * len(BATCHES)} cited paragraphs ({len(expected)} asks)"
+        )
 
 
-def test_payloads_are_inert_in_the_chat(new_page: Any, corpus_server: WebServer, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_payloads_are_inert_in_the_chat(
+    new_page: Any, corpus_server: WebServer, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     p = new_page()
     p.page.goto(corpus_server.url + "/")
     for question, answer in expected.items():
@@ -124,7 +173,12 @@ def test_payloads_are_inert_in_the_chat(new_page: Any, corpus_server: WebServer,
         shown = flat(p.page.locator("#chat").inner_text())
         for c in answer["citations"]:
             assert flat(c["text"]) in shown, c["text"]
-        assert p.page.locator("#chat .message-content :is(img, script, svg, iframe, object, embed, style, a:not(.cite), form, input)").count() == 0
+        assert (
+            p.page.locator(
+                "#chat .message-content :is(img, script, svg, iframe, object, embed, style, a:not(.cite), form, input)"
+            ).count()
+            == 0
+        )
     assert not p.errors
     report(capsys, "web chat", expected)
 

@@ -6,6 +6,6 @@
 - `api`: the JSON/SSE HTTP API under /api, the widget script and its demo page.
 - `ui`: the Gradio chat mounted at /.
 - `safe`: untrusted text (questions, corpus passages) turned into inert Markdown for Gradio.
-- `loader`, `feedback`, `stream`: the shared Chatbot, the feedback JSONL file, answer replay as deltas.
+- `feedback`, `stream`: the feedback JSONL file, answer replay as deltas (the shared Chatbot is `chatbot.holder`).
 - `static/widget.js`: the embeddable chat (plain JS, Shadow DOM, no build step).
 """

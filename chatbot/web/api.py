@@ -26,11 +26,11 @@ from starlette.exceptions import HTTPException
 
 from chatbot.core import validate
 from chatbot.errors import ChatbotError
+from chatbot.holder import BotHolder
 from chatbot.language import Messages
 from chatbot.schema import Answer
 from chatbot.settings import Settings
 from chatbot.web.feedback import FeedbackLog
-from chatbot.web.loader import BotHolder
 from chatbot.web.stream import AnswerStream, sse
 
 log = logging.getLogger("chatbot.web")
@@ -59,7 +59,9 @@ class HistoryItem(BaseModel):
 
 
 class AskRequest(BaseModel):
-    question: Text = Field(description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"])
+    question: Text = Field(
+        description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"]
+    )
     history: list[HistoryItem] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
 
 
@@ -85,7 +87,9 @@ class AnswerOut(BaseModel):
     timings_ms: dict[str, float]
     resolved_question: str
     notes: list[str]
-    confidence: float = Field(description="Calibrated probability that the answer is right; below the answer threshold, answered is false.")
+    confidence: float = Field(
+        description="Calibrated probability that the answer is right; below the answer threshold, answered is false."
+    )
 
 
 class FeedbackIn(BaseModel):
@@ -142,7 +146,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return JSONResponse({"error": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"})  # sent outside the middlewares
+        return JSONResponse(
+            {"error": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"}
+        )  # sent outside the middlewares
 
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(ChatbotError, chatbot_error)
@@ -172,7 +178,12 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
     @router.post(
         "/ask/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "`delta` events ({text}), then one `final` event (the answer)."}},
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`delta` events ({text}), then one `final` event (the answer).",
+            }
+        },
         dependencies=json_only,
     )
     async def ask_stream(req: AskRequest) -> StreamingResponse:
@@ -212,7 +223,9 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
 
     known = {getattr(r, "path", "") for r in router.routes}
 
-    @router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
+    @router.api_route(
+        "/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
+    )
     async def not_found(rest: str) -> None:
         # without this, unknown /api paths would fall through to the Gradio app mounted at /
         if f"/api/{rest}" in known:

@@ -73,7 +73,14 @@ class FeedbackLog:
         os.replace(self.path, self.rotated(1))
 
     def append(self, question: str, answer: str, rating: Rating, origin: str, **extra: Any) -> dict[str, Any]:
-        record = {"ts": round(time.time(), 3), "origin": origin, "rating": rating, "question": question, "answer": answer, **extra}
+        record = {
+            "ts": round(time.time(), 3),
+            "origin": origin,
+            "rating": rating,
+            "question": question,
+            "answer": answer,
+            **extra,
+        }
         line = (json.dumps(record, ensure_ascii=False).translate(_BREAKS) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():

@@ -90,7 +90,9 @@ class ApiGate:
         self.max_in_flight = settings.web_concurrency + settings.api_queue_size
         self.in_flight = 0  # one event loop per process: a plain counter is race-free
         origins = list(settings.allowed_origins)
-        self.cors = JsonCORS(self._gated, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=600)
+        self.cors = JsonCORS(
+            self._gated, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"], max_age=600
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):

@@ -159,7 +159,11 @@ class HardenedProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._cancel_header_timer()
         if self._headers_too_large:
-            data = _json_bytes(431, f"request line and headers too large (limit {self.max_header_bytes} bytes)", self.server_state.default_headers)
+            data = _json_bytes(
+                431,
+                f"request line and headers too large (limit {self.max_header_bytes} bytes)",
+                self.server_state.default_headers,
+            )
         else:
             data = _json_bytes(400, "malformed HTTP request", self.server_state.default_headers)
         self.transport.write(data)
@@ -195,7 +199,11 @@ class BodyTimeout:
                     answered = True
                     error = f"request body not received within {self.timeout_s:g} s"
                     body = json.dumps({"error": error}).encode()
-                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ]
                     await send({"type": "http.response.start", "status": 408, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                 return {"type": "http.disconnect"}

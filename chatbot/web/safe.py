@@ -56,7 +56,9 @@ def answer_markdown(text: str, turn: int, ids: set[int]) -> str:
             parts += [text[last : m.start()], f"{_OPEN}{int(m.group(1))}{_CLOSE}"]
             last = m.end()
     parts.append(text[last:])
-    return _LINK.sub(lambda m: f'<a href="#{anchor(turn, int(m.group(1)))}" class="cite">[{m.group(1)}]</a>', _escape("".join(parts)))
+    return _LINK.sub(
+        lambda m: f'<a href="#{anchor(turn, int(m.group(1)))}" class="cite">[{m.group(1)}]</a>', _escape("".join(parts))
+    )
 
 
 def passage_markdown(c: Citation) -> str:

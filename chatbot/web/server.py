@@ -23,13 +23,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from pydantic import SecretStr
 
+from chatbot.holder import BotHolder
 from chatbot.language import Messages
 from chatbot.settings import Settings
 from chatbot.web import hardening
 from chatbot.web.api import api_router, install_error_handlers, widget_router
 from chatbot.web.feedback import FeedbackLog, feedback_log
 from chatbot.web.gate import ApiGate
-from chatbot.web.loader import BotHolder
 
 if TYPE_CHECKING:
     from chatbot.core import Chatbot
@@ -106,9 +106,16 @@ def create_app(settings: Settings, bot: Chatbot | None = None) -> FastAPI:
 
     blocks = build_chat(holder, feedback, messages, settings)
     # the packaged Source Sans Pro SemiBold (600) holds only a few glyphs: bold text would mix fonts
-    font: list[gr.themes.Font | str] = [gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "sans-serif"]
+    font: list[gr.themes.Font | str] = [
+        gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+        "ui-sans-serif",
+        "system-ui",
+        "sans-serif",
+    ]
     theme = gr.themes.Default(font=font)
-    return gr.mount_gradio_app(app, blocks, path="/", theme=theme, css=CSS, head=HEAD, footer_links=["api"], run_history=False, show_error=False)
+    return gr.mount_gradio_app(
+        app, blocks, path="/", theme=theme, css=CSS, head=HEAD, footer_links=["api"], run_history=False, show_error=False
+    )
 
 
 def create_api_app(settings: Settings, bot: Chatbot | None = None) -> FastAPI:
@@ -117,7 +124,10 @@ def create_api_app(settings: Settings, bot: Chatbot | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def no_chat() -> HTMLResponse:
-        return HTMLResponse(WORKERS_PAGE.read_text(encoding="utf-8"), headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+        return HTMLResponse(
+            WORKERS_PAGE.read_text(encoding="utf-8"),
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        )
 
     return app
 
@@ -158,10 +168,18 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, workers
 
     log_answers()
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    common = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 5, **hardening.uvicorn_options(settings)}
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+        **hardening.uvicorn_options(settings),
+    }
     if workers == 1:
         app = create_app(settings)
-        print(f"chat: http://{shown}:{port}/  API: /api/ask (docs /docs)  widget: /widget.js (demo /widget/demo)", file=sys.stderr)
+        print(
+            f"chat: http://{shown}:{port}/  API: /api/ask (docs /docs)  widget: /widget.js (demo /widget/demo)", file=sys.stderr
+        )
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return 0
     os.environ[SETTINGS_ENV] = _overrides(settings)

@@ -50,7 +50,9 @@ class AnswerStream:
         self._stop = threading.Event()
 
     @classmethod
-    async def open(cls, bot: Any, question: str, history: list[dict[str, str]], limiter: CapacityLimiter | None = None) -> AnswerStream:
+    async def open(
+        cls, bot: Any, question: str, history: list[dict[str, str]], limiter: CapacityLimiter | None = None
+    ) -> AnswerStream:
         """`limiter` bounds how many answers are computed at once (None: the shared threadpool)."""
         if not hasattr(bot, "stream"):  # a core with only `answer()`: a finished answer to replay
             answer: Answer = await to_thread.run_sync(bot.answer, question, history, limiter=limiter)
@@ -80,18 +82,26 @@ class AnswerStream:
         worker.add_done_callback(_workers.discard)
         final: Answer | None = None
         backlog = list(self._backlog)
+        ended = False
         try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, Exception):
-                    raise item
-                if isinstance(item, Final):
-                    final = item.answer
-                elif isinstance(item, Delta):
-                    backlog.append(item.text)
-                if final is None and queue.empty() and backlog:  # live: send what has arrived
-                    yield "delta", "".join(backlog)
-                    backlog = []
-                    await asyncio.sleep(delay)  # the same pace live as replayed, however fast the pieces come
+            while final is None and not ended:
+                # wait only when there is nothing to send; otherwise take what has arrived meanwhile
+                item = await queue.get() if not backlog else _poll(queue)
+                while item is not None:
+                    if item is _END:
+                        ended = True
+                        break
+                    if isinstance(item, Exception):
+                        raise item
+                    if isinstance(item, Final):
+                        final = item.answer
+                    elif isinstance(item, Delta):
+                        backlog.append(item.text)
+                    item = _poll(queue)
+                if final is None and (live := pieces("".join(backlog), words)):
+                    backlog = live[1:]  # live: one piece per tick, the same pace as a replay
+                    yield "delta", live[0]
+                    await asyncio.sleep(delay)
             for piece in pieces("".join(backlog), words):  # finished: replay the rest as typing
                 yield "delta", piece
                 await asyncio.sleep(delay)
@@ -100,6 +110,13 @@ class AnswerStream:
             yield "final", final
         finally:
             self._stop.set()
+
+
+def _poll(queue: asyncio.Queue[Any]) -> Any:
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return None
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

@@ -16,11 +16,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from chatbot.errors import ChatbotError
+from chatbot.holder import BotHolder
 from chatbot.language import Messages
 from chatbot.schema import Answer
 from chatbot.settings import Settings
 from chatbot.web.feedback import FeedbackLog
-from chatbot.web.loader import BotHolder
 from chatbot.web.safe import answer_markdown, inert, passage_markdown, source_title
 from chatbot.web.stream import AnswerStream
 
@@ -50,7 +50,13 @@ def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) 
             notes = "".join(f"\n\n_{inert(note)}_" for note in answer.notes)  # e.g. "the generated answer was corrected"
             chat.append({"role": "assistant", "content": answer_markdown(answer.answer, i, ids) + notes})
             for c in answer.citations:
-                chat.append({"role": "assistant", "content": passage_markdown(c), "metadata": {"title": source_title(c, i), "status": "done"}})
+                chat.append(
+                    {
+                        "role": "assistant",
+                        "content": passage_markdown(c),
+                        "metadata": {"title": source_title(c, i), "status": "done"},
+                    }
+                )
         owners += [i] * (len(chat) - len(owners))
     return chat, owners
 
@@ -73,7 +79,9 @@ def core_history(turns: Turns, settings: Settings) -> list[dict[str, str]]:
 
 def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> gr.Blocks:
     lang = settings.default_language
-    examples = [q for code in ("en", "fr", "de") for q in messages.get("example_questions", code).split("\n")[: 2 if code == "en" else 1]]
+    examples = [
+        q for code in ("en", "fr", "de") for q in messages.get("example_questions", code).split("\n")[: 2 if code == "en" else 1]
+    ]
 
     async def respond(message: str, turns: Turns) -> AsyncIterator[tuple[Any, Any, Turns]]:
         question = (message or "").strip()
@@ -107,7 +115,9 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         index = data.index if isinstance(data.index, int) else data.index[0]
         owners = render(turns, messages, lang)[1]
         if 0 <= index < len(owners) and (answer := turns[owners[index]]["answer"]) is not None:
-            feedback.append(turns[owners[index]]["question"], answer.answer, "up" if data.liked else "down", "web", language=answer.language)
+            feedback.append(
+                turns[owners[index]]["question"], answer.answer, "up" if data.liked else "down", "web", language=answer.language
+            )
 
     def pick_example(data: gr.SelectData) -> str:
         value = data.value
@@ -117,7 +127,9 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         turns = gr.State([])
         with gr.Row(elem_id="topbar"):
             gr.HTML(f"<h1>{html.escape(messages.get('title', lang))}</h1>", elem_id="title", padding=False)
-            new_chat = gr.Button(messages.get("new_chat", lang), variant="secondary", size="sm", scale=0, min_width=110, elem_id="new-chat")
+            new_chat = gr.Button(
+                messages.get("new_chat", lang), variant="secondary", size="sm", scale=0, min_width=110, elem_id="new-chat"
+            )
         chat = gr.Chatbot(
             elem_id="chat",
             show_label=False,

@@ -1,13 +1,13 @@
 """One Chatbot per process, loaded on first use, never twice, and switched to each new index.
 
-Simplifies: every adapter (API, Gradio, health) asks the holder for the bot; whoever comes
+Simplifies: every adapter (API, Gradio, health, the CLI's ask and chat) asks the holder for the bot; whoever comes
 first pays the few seconds of loading, the others wait on the same lock instead of loading
 their own copy. A watcher thread then looks every `index_check_seconds` whether the pointer
 names a newer complete build; if so it loads a bot on it beside the served one (sharing the
 models, so it takes well under a second on a small index) and swaps it in: requests never wait
 for it, and one that got the old bot finishes on it. The builds this process reads are named in
 a lease file (data_dir/readers/HOST.PID.json, renewed as a heartbeat) that indexers respect
-when they prune old builds, so a build is never dropped under a server still reading it.
+when they prune old builds, so a build is never dropped under a reader still reading it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError, IndexNotReady, StoreUnavailable
@@ -23,13 +24,14 @@ from chatbot.settings import Settings
 if TYPE_CHECKING:
     from chatbot.core import Chatbot
 
-log = logging.getLogger("chatbot.web")
+log = logging.getLogger("chatbot")
 GRACE_SECONDS = 120.0  # the build served before a switch stays leased this long, for answers still running on it
 
 
 class BotHolder:
-    def __init__(self, settings: Settings, bot: Chatbot | None = None) -> None:
+    def __init__(self, settings: Settings, bot: Chatbot | None = None, warn: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self._warn = warn or log.warning
         self._bot = bot
         self._lock = threading.Lock()
         self._client: Any = None
@@ -79,6 +81,12 @@ class BotHolder:
             else:
                 self._reported = ""
 
+    def start(self) -> threading.Thread:
+        """Run the watcher in a daemon thread (a long `chat` follows new indexes like a server)."""
+        thread = threading.Thread(target=self.run, name="index-watcher", daemon=True)
+        thread.start()
+        return thread
+
     def close(self) -> None:
         from index import store
 
@@ -111,7 +119,12 @@ class BotHolder:
             self._bot = new
         self._previous = (bot.index_info.collection, time.monotonic() + GRACE_SECONDS)
         self._lease()
-        log.info("switched to the index %s (%d documents) in %.2fs", new.index_info.collection, len(new.retriever.documents), time.perf_counter() - t0)
+        log.info(
+            "switched to the index %s (%d documents) in %.2fs",
+            new.index_info.collection,
+            len(new.retriever.documents),
+            time.perf_counter() - t0,
+        )
         return True
 
     def health(self) -> dict[str, Any]:
@@ -127,8 +140,16 @@ class BotHolder:
         except Exception as exc:
             raise StoreUnavailable(f"the store cannot answer: {store._short(exc)}{store.advice(exc)}") from exc
         if units != info.units:
-            raise StoreUnavailable(f"the served index has {units} units instead of {info.units}: run `python app.py index --rebuild`")
-        return {"fingerprint": info.fingerprint, "embedder": info.embedder, "units": info.units, "documents": len(bot.retriever.documents), "collection": info.collection}
+            raise StoreUnavailable(
+                f"the served index has {units} units instead of {info.units}: run `python app.py index --rebuild`"
+            )
+        return {
+            "fingerprint": info.fingerprint,
+            "embedder": info.embedder,
+            "units": info.units,
+            "documents": len(bot.retriever.documents),
+            "collection": info.collection,
+        }
 
     # ---- internals ---------------------------------------------------------------------------
     def _store(self) -> Any:
@@ -152,7 +173,7 @@ class BotHolder:
             if old is None:
                 from chatbot.core import Chatbot
 
-                bot = Chatbot(self.settings, client=client, warn=log.warning)
+                bot = Chatbot(self.settings, client=client, warn=self._warn)
             else:
                 bot = old.reloaded(client)
             name = bot.index_info.collection
