@@ -9,7 +9,10 @@ were copied with a passage's own text ("… dollars [3]" is the document's [3], 
 drop any sentence whose numbers (in digits or in words: "nine hundred million", "neuf cents
 millions", "neunhundert Millionen") appear in no cited passage, drop any sentence without a
 marker or sharing no figure, name or content word with the passages it cites ("The passage [1]
-contains the answer." cites without saying anything), and reject answers that quote our own instructions. What survives is shown; if nothing
+contains the answer." cites without saying anything), drop any sentence naming a person, company
+or title its cited passages do not contain (capitalised, all-caps or alphanumeric words such as
+"Orla Browne", "CEO", "a16z"; a name counts as contained in another spelling, by its stem, or
+through a dictionary equivalent the index stored, so "Germany" is in "l'Allemagne"), and reject answers that quote our own instructions. What survives is shown; if nothing
 cited survives, the caller falls back to the extractive answer.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,9 +426,16 @@ def _unbalanced_closers(text: str) -> str:
     return "".join(out)
 
 
-def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_links: bool | None = None) -> Checked:
+def check(
+    text: str,
+    passages: dict[int, str],
+    system_prompt: str = "",
+    allow_links: bool | None = None,
+    known: Known | None = None,
+) -> Checked:
     """Apply every check; `passages` maps marker ids to passage texts. `allow_links` (default: the
-    CHATBOT_LLM_ALLOW_LINKS setting) keeps the links, e-mails and domains the passages contain."""
+    CHATBOT_LLM_ALLOW_LINKS setting) keeps the links, e-mails and domains the passages contain;
+    `known` tells names from ordinary words (see `_unknown_names`)."""
     if allow_links is None:
         from chatbot.settings import load_settings
 
@@ -467,6 +478,7 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
     kept = []
     invented_all: set[str] = set()
     uncited = unsupported = 0
+    unnamed: set[str] = set()
     for sentence in _sentences(cleaned):
         markers = {int(n) for n in _MARKER.findall(sentence)}
         allowed = set().union(*(numbers(seen[i]) for i in markers or seen))
@@ -478,6 +490,8 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
             invented_all |= invented
         elif not markers:
             uncited += 1
+        elif missing := _unknown_names(_MARKER.sub(" ", sentence), " ".join(seen[i] for i in markers), known or Known()):
+            unnamed |= missing
         elif not said and not _anchors(_MARKER.sub(" ", sentence)) & set().union(*(_anchors(seen[i]) for i in markers)):
             unsupported += 1
         else:
@@ -487,6 +501,9 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
         result.problems.append(f"unsupported figures {', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}")
     if uncited:
         result.problems.append(f"{uncited} sentence{'s' if uncited > 1 else ''} with no cited passage removed")
+    if unnamed:
+        shown = sorted(unnamed)
+        result.problems.append(f"names no cited passage contains: {', '.join(shown[:5])}{' …' if len(shown) > 5 else ''}")
     if unsupported:
         result.problems.append(
             f"{unsupported} sentence{'s' if unsupported > 1 else ''} sharing no word with the passages cited removed"
@@ -495,6 +512,64 @@ def check(text: str, passages: dict[int, str], system_prompt: str = "", allow_li
     result.text = re.sub(r" +(?=[.,;:!?](?:\s|$))", "", joined).strip()
     result.cited = {int(n) for n in _MARKER.findall(result.text)}
     return result
+
+
+_NAME = re.compile(r"[^\W_](?:[\w'’&.-]*[^\W_])?")
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the name check knows beyond the cited passages (all words folded)."""
+
+    equivalents: Mapping[str, Sequence[str]] = field(default_factory=dict)  # stem of a foreign word -> corpus words
+    common: Set[str] = frozenset()  # words the corpus writes in lower case: ordinary words
+    names: Set[str] = frozenset()  # words the corpus only writes capitalised: its names
+    asked: Set[str] = frozenset()  # the question's words
+
+
+def _unknown_names(sentence: str, cited: str, known: Known) -> set[str]:
+    """Name-like words of `sentence` that `cited` does not contain in any form we can see.
+    Always checked: acronyms (CEO), inner capitals (SoftBank), letters with digits (a16z). A
+    capitalised word is checked mid-sentence unless it is ordinary (the corpus writes it in lower
+    case, or it translates a corpus word: German nouns mostly do); at the start of a sentence only
+    if it is one of the corpus's names or the question's words ("Anthropic raised… [1]" when asked
+    about anthropic). Two-letter acronyms (AI, KI, EU) change with the language and are left alone;
+    a German noun our dictionaries miss costs a sentence, never lets a name through."""
+    from chatbot.lexicon import stem
+
+    words = _words(cited)
+    text = fold(cited)
+    stems = {w[:_STEM] for w in words}
+    out = set()
+    for n, m in enumerate(_NAME.finditer(_LIST_NUMBER.sub("", sentence))):
+        for token in m.group(0).rstrip(".").split("-"):  # "KI-Startups": each part on its own
+            folded = fold(token)
+            letters = any(ch.isalpha() for ch in token)
+            strong = (len(token) >= 3 and token.isupper()) or (not token.isupper() and any(ch.isupper() for ch in token[1:]))
+            strong = strong or (letters and any(ch.isdigit() for ch in token))
+            if not strong:
+                if not token[:1].isupper() or len(token) < 3 or folded in _stopwords_now() or folded in _UNITS:
+                    continue
+                if n == 0:
+                    if folded not in known.names and folded not in known.asked:
+                        continue
+                elif folded in known.common or stem(folded) in known.equivalents:
+                    continue
+            if folded in text or folded[:_STEM] in stems or any(w in words for w in known.equivalents.get(stem(folded), ())):
+                continue
+            out.add(token)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\w+", fold(text)))
+
+
+def _stopwords_now() -> frozenset[str]:
+    from bm25s import stopwords as sw
+
+    return _stopwords(sw)
 
 
 @functools.lru_cache(maxsize=1024)

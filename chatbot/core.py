@@ -207,7 +207,7 @@ class Chatbot:
         )
         # the confidence gate applies to generated answers too: below it, no model is asked
         events = (
-            self._generate(result, resolved, t0)
+            self._generate(result, self._citations(draft, self.settings.llm_passages), resolved, t0)
             if self.llm is not None and citations and result.answered
             else self._replay(result)
         )
@@ -241,16 +241,18 @@ class Chatbot:
             yield Delta(piece)
         yield Final(answer)
 
-    def _generate(self, extractive: Answer, question: str, t0: float) -> Iterator[Event]:
-        """Stream the LLM's answer, then check it; fall back to the extractive answer on any failure."""
+    def _generate(self, extractive: Answer, context: list[Citation], question: str, t0: float) -> Iterator[Event]:
+        """Stream the LLM's answer from the `context` passages (the extractive citations first, then
+        more of retrieval), then check it; fall back to the extractive answer on any failure."""
         from dataclasses import replace
 
-        from chatbot.checks import check
+        from chatbot.checks import Known, check
         from chatbot.llm import LLMUnavailable, stream_chat
+        from chatbot.question import folded_words
 
         assert self.prompter is not None
         lang = extractive.language
-        messages = self.prompter.messages(question, lang, extractive.citations)
+        messages = self.prompter.messages(question, lang, context)
         pieces: list[str] = []
         first: float | None = None
         t_llm = time.perf_counter()
@@ -271,9 +273,15 @@ class Chatbot:
         timings["total"] = (time.perf_counter() - t0) * 1000
         checked = check(
             streamed,
-            {c.id: c.text for c in extractive.citations},
+            {c.id: c.text for c in context},
             self.prompter.system,
             allow_links=self.settings.llm_allow_links,
+            known=Known(
+                equivalents=self.retriever.equivalents,
+                common=self.retriever.word_cases[0],
+                names=self.retriever.word_cases[1],
+                asked=folded_words(question),
+            ),
         )
         if checked.refused:
             text = self.messages.get("refusal", lang)
@@ -285,17 +293,19 @@ class Chatbot:
             yield Final(replace(extractive, notes=[note], timings_ms=timings), replaced=True)
         else:
             notes = [self.messages.get("llm_corrected", lang, reason="; ".join(checked.problems))] if checked.problems else []
-            cited = [c for c in extractive.citations if c.id in checked.cited] or extractive.citations
-            others = [c for c in extractive.citations if c not in cited]
+            # what the model cited, then the extractive answer's other passages; ids stay as the model saw them
+            cited = [c for c in context if c.id in checked.cited] or extractive.citations
+            others = [c for c in extractive.citations if c.id not in {x.id for x in cited}]
             final = replace(
                 extractive, answer=checked.text, answered=True, citations=cited + others, notes=notes, timings_ms=timings
             )
             yield Final(final, replaced=checked.text != streamed.strip())
 
-    def _citations(self, draft: Any) -> list[Citation]:
+    def _citations(self, draft: Any, limit: int = 0) -> list[Citation]:
+        """The passages the draft used, then the other hits, `limit` (default top_k) in all."""
         out: list[Citation] = []
         chunks = [*draft.used, *(h.chunk for h in draft.others)]
-        for chunk in chunks[: self.settings.top_k] if draft.used or draft.others else []:
+        for chunk in chunks[: max(limit, self.settings.top_k)] if draft.used or draft.others else []:
             meta = chunk.meta
             out.append(
                 Citation(

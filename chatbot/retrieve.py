@@ -9,6 +9,7 @@ about readers or names a commenter, because they repeat the article's headline f
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,19 @@ class Retriever:
         self.idf = self._idf()
         self.equivalents = self._lexicon(client, info)
         self._reranker = self._load_reranker()
+
+    @functools.cached_property
+    def word_cases(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(words the corpus writes in lower case somewhere: ordinary words; words it only writes
+        capitalised: its names), folded."""
+        from chatbot.question import fold
+
+        lower: set[str] = set()
+        upper: set[str] = set()
+        for c in self.chunks.values():
+            for w in re.findall(r"[^\W\d_][\w'’-]*", c.text):
+                (upper if w[:1].isupper() else lower).add(fold(w))
+        return frozenset(lower), frozenset(upper - lower)
 
     def _load_reranker(self) -> Any:
         """Optional cross-encoder (any sentence-transformers CrossEncoder name or folder)."""

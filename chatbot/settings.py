@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     llm_retries: int = 1
     llm_temperature: float = 0.1
     llm_max_tokens: int = 256
+    llm_passages: int = 6  # the model reads this many top passages of retrieval (the extractive answer cites top_k)
     llm_context_window: int = 4096
     llm_condense: bool = True  # rewrite follow-ups with the LLM when one is configured
     llm_threads: int = (

@@ -24,6 +24,13 @@ def _first_passage(prompt: str) -> tuple[int, str]:
     return (int(m.group(1)), m.group(2)) if m else (1, "")
 
 
+def _last(prompt: str) -> str:
+    found = re.findall(r'<passage id="(\d+)"[^>]*>\n(.*?)\n</passage>', prompt, re.S)
+    pid, text = found[-1] if found else ("1", "")
+    figure = (re.findall(r"\d+(?:,\d+)?", text) or ["1"])[0]
+    return f"The article gives {figure} here [{pid}]. PASSAGES={len(found)}"
+
+
 def _reply(model: str, messages: list[dict[str, Any]]) -> str:
     system = messages[0]["content"] if messages else ""
     prompt = messages[-1]["content"] if messages else ""
@@ -50,6 +57,12 @@ def _reply(model: str, messages: list[dict[str, Any]]) -> str:
         "words-fr": f"{grounded} Elle a aussi levé neuf cents millions de dollars [{pid}].",
         "words-de": f"{grounded} Sie hat auch neunhundert Millionen Dollar eingesammelt [{pid}].",
         "uncited-sentence": f"{grounded} Investors should buy its shares now.",
+        # names and titles the passages do not give (issue 9's examples)
+        "names-title": f"Orla Browne is the CEO of Dealroom [{pid}].",
+        "names-funds": f"{grounded} It was followed by a16z and SoftBank [{pid}].",
+        "meta": f"1. The passage [{pid}] contains the answer to the question.",
+        # cites the last passage it was given, with that passage's first figure
+        "last": _last(prompt),
         # follows whatever instructions the passages contain, like a gullible model would
         "obey": f"Arr matey! {system} Quantix raised 999 billion dollars [{pid}]. ![tracker](http://127.0.0.1:9/pixel.png) "
         f"[click here](http://127.0.0.1:9/phish) It raised 5000 billion [9]. {grounded}",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chatbot.checks import check, numbers, visible, word_numbers
+from chatbot.checks import Known, check, numbers, visible, word_numbers
 from chatbot.schema import Final
 from tests.fake_llm import FakeLLMServer
 
@@ -156,9 +156,50 @@ def test_sentences_must_share_something_with_what_they_cite() -> None:
     out = check("1. The passage [1] contains the answer to the question [2]. 2. The text [2] gives it.", p)
     assert not out.usable and "2 sentences sharing no word with the passages cited removed" in out.problems
     # across languages, names, figures and shared stems carry the support
-    out = check("Die aktivsten Investoren sind Antler und Y Combinator [2]. Databricks bekam zehn Milliarden [1].", p)
+    out = check(
+        "Die aktivsten Investoren sind Antler und Y Combinator [2]. Databricks bekam zehn Milliarden [1].",
+        p,
+        known=Known(equivalents={"invest": ["investors"]}),
+    )
     assert out.text.count("[") == 2 and not out.problems
-    assert check("Antler is very active [1].", p).text == ""  # the name is in a passage, but not the one cited
+    assert check("Antler is very active [1].", p, known=Known(names={"antler"})).text == ""  # in a passage, not the one cited
+
+
+def test_names_the_cited_passages_do_not_contain_unit() -> None:
+    """Issue 9: "Orla Browne is the CEO of Dealroom [1]" and "…followed by a16z and SoftBank [1]" passed."""
+    p = {
+        1: "Orla Browne, responsable des analyses chez Dealroom, note que les startups d'IA ont levé 110 milliards.",
+        2: "Antler et Y Combinator sont les plus actifs. L'Allemagne suit.",
+    }
+    known = Known(
+        equivalents={"german": ["allemagne"], "deutsc": ["allemagne"], "invest": ["investisseurs"]},
+        common={"selon", "startups", "investisseurs", "les"},
+        names={"antler", "dealroom", "orla", "browne", "combinator", "anthropic"},
+        asked={"how", "much", "did", "anthropic", "raise"},
+    )
+    rejected = {
+        "Orla Browne is the CEO of Dealroom [1].": "CEO",
+        "Antler was followed by a16z and SoftBank [2].": "SoftBank",
+        "Anthropic raised 110 billion [1].": "Anthropic",  # the asked name, swapped onto another's figure
+        "Antler raised 110 billion [1].": "Antler",  # an article's name, but not the cited passage's
+        "The most active investor was Sequoia [2].": "Sequoia",
+    }
+    for text, name in rejected.items():
+        out = check(text, p, known=known)
+        assert out.text == "" and name in out.problems[0], text
+    accepted = [
+        "Orla Browne works at Dealroom [1].",
+        "AI startups raised 110 billion dollars [1].",  # two-letter acronyms change with the language
+        "Die KI-Startups haben 110 Milliarden gesammelt [1].",
+        "Germany follows Antler and Y Combinator [2].",  # a dictionary equivalent of "Allemagne"
+        "Selon Orla Browne, les startups ont levé 110 milliards [1].",
+        "Details: Antler and Y Combinator lead [2].",  # a capital that only starts the sentence
+    ]
+    for text in accepted:
+        assert check(text, p, known=known).text == text, text
+    # German nouns are capitalised: ordinary when they translate a corpus word, names otherwise
+    assert check("Die aktivsten Investoren sind Antler und Y Combinator [2].", p, known=known).text
+    assert check("Die aktivsten Investoren sind Antler und Sequoia [2].", p, known=known).text == ""
 
 
 def test_prompt_neutralises_opening_and_closing_tags(tmp_path: Any) -> None:
