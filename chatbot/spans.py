@@ -29,7 +29,7 @@ DATE = re.compile(
     rf"\b\d{{1,2}}\.?\s(?:{_MONTHS})\s\d{{4}}\b|\b(?:{_MONTHS})\s\d{{4}}\b|\bannées?\s(?:19|20)\d{{2}}\b|\b(?:19|20)\d{{2}}\b",
     re.I,
 )
-NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w%])")
+NUMBER = re.compile(r"(?<![\w.,/])\d+(?:[.,]\d+)?(?![\w%/])")  # not a part of 9/11 or 24/7
 NAME = re.compile(r"\b(?:[A-Z][\w\-]*[a-z][\w\-]*|[a-z]+[A-Z]\w*|[A-Z]{2,}\w*)(?:\s(?:[A-Z][\w\-]*|[a-z]\d+\w*))*")
 
 

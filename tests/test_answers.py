@@ -56,6 +56,16 @@ def test_followups_are_resolved() -> None:
     assert resolve("And OpenAI?", h, "en") == "How much did OpenAI raise?"
     h2 = [Turn("user", "Who founded Dealroom?"), Turn("assistant", "Yoram Wijngaarde [1]")]
     assert resolve("What did he say about Europe?", h2, "en") == "What did Yoram Wijngaarde say about Europe?"
+    # the slot the follow-up names is replaced, not glued to the previous question
+    h3 = [Turn("user", "How many Americans were killed by terrorism since 9/11?")]
+    assert resolve("And by gun violence?", h3, "en") == "How many Americans were killed by gun violence since 9/11?"
+    h4 = [Turn("user", "Combien de députés chez les socialistes ?")]
+    assert resolve("Et chez les Verts ?", h4, "fr") == "Combien de députés chez les Verts ?"
+    h5 = [Turn("user", "Wie hoch ist die Strafe für Erwachsene?")]
+    assert resolve("Und für Minderjährige?", h5, "de") == "Wie hoch ist die Strafe für Minderjährige?"
+    h6 = [Turn("user", "Combien ont levé les startups en France en 2024 ?")]
+    assert resolve("Et en 2023 ?", h6, "fr") == "Combien ont levé les startups en France en 2023 ?"
+    assert resolve("Et en Allemagne ?", h6, "fr") == "Combien ont levé les startups en Allemagne en 2024 ?"
     assert "Et en Europe" in resolve(
         "Et en Europe ?", [Turn("user", "Quelle part du capital-risque américain est allée à l'IA ?")], "fr"
     )
