@@ -116,5 +116,6 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
 
 
 # measured leave-one-article-out figures, less a small margin for machine noise
-# (accuracy 0.449, answered wrong 0.103, unanswerables refused 0.832, false refusals 0.569)
-FLOOR = {"accuracy": 0.42, "answered_wrong": 0.12, "unanswerable_refused": 0.80, "false_refusals": 0.62}
+# (accuracy 0.488, answered wrong 0.107, unanswerables refused 0.796, false refusals 0.514;
+# the pairwise ranker before: 0.449, 0.103, 0.832, 0.569)
+FLOOR = {"accuracy": 0.46, "answered_wrong": 0.12, "unanswerable_refused": 0.77, "false_refusals": 0.55}
