@@ -3,9 +3,9 @@
 Simplifies: the answer stage is fitted, not hand-tuned. Each bank article is indexed on its own
 (as a user would), every question runs through the same `prepare` + `assess` path that serving
 uses, and each candidate sentence is recorded with its features and whether the answer composed
-from it is right. Models are then plain logistic regressions (scikit-learn, exported to JSON):
-one ranks sentences, one predicts whether the best is right; an isotonic map calibrates the
-latter. Leave-one-article-out means every figure for an article comes from models fitted
+from it is right. Models are then linear and exported to JSON: a listwise ranker (a softmax
+over each question's candidates, fitted with scipy's L-BFGS) picks the sentence, a logistic
+regression (scikit-learn) predicts whether the pick is right, and an isotonic map calibrates it. Leave-one-article-out means every figure for an article comes from models fitted
 without it. XQuAD (German contexts, German and English questions) adds sentence-ranking data.
 """
 
@@ -90,7 +90,7 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
     import subprocess
 
     git_dir = bank.fixtures_dir() / "google-deepmind+xquad" / "repo"
-    if not git_dir.exists():
+    if limit <= 0 or not git_dir.exists():
         return []
     data = {
         lang: json.loads(
