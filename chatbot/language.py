@@ -1,12 +1,13 @@
 """Which language a question is in, and the fixed messages in that language.
 
-Simplifies: lingua's detector restricted to the languages we answer in. Short questions are
+Simplifies: py3langid (langid.py's model, 5 MB) restricted to the languages we answer in. Short questions are
 mostly names ("And OpenAI?"), which fool any detector, so proper-noun-looking words are masked
 first, and a low-confidence guess defers to the conversation's language.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -15,15 +16,42 @@ from pathlib import Path
 from typing import Any
 
 _PROPER = re.compile(r"(?<=\s)[A-Z][\w'’.-]*|\S*\d\S*")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _lock = threading.Lock()
 
 
 @lru_cache(maxsize=4)
 def _detector(languages: tuple[str, ...]) -> Any:
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+    import lzma
 
-    langs = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in languages]
-    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+    import numpy as np
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+    from py3langid.modelio import _to_array
+
+    # py3langid's own loader unpacks its 65 MB model into a temporary file: read it in memory
+    # instead, so a full or read-only temp folder cannot stop the bot from starting
+    with lzma.open(MODEL_DIR / MODEL_FILE) as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as m:
+        identifier = LanguageIdentifier(
+            m["ptc"],
+            m["pc"],
+            m["classes"].tolist(),
+            _to_array(m["nextmove"]),
+            m["out_feat"].tolist(),
+            norm_probs=True,
+            tk_row=_to_array(m["nextmove_row"]),
+        )
+    identifier.set_languages(list(languages))
+    return identifier
+
+
+def _scores(text: str, languages: tuple[str, ...]) -> dict[str, float]:
+    """Probabilities over `languages` ({} when the text has no Latin letter or no known n-gram)."""
+    if not _LATIN.search(text):
+        return {}
+    ranked = {code: float(p) for code, p in _detector(languages).rank(text)}
+    if max(ranked.values(), default=0.0) - 1.0 / len(languages) < 1e-3:  # uniform: nothing it knows
+        return {}
+    return ranked
 
 
 def detect(text: str, languages: tuple[str, ...] = ("fr", "en", "de")) -> tuple[str, float]:
@@ -34,11 +62,10 @@ def detect(text: str, languages: tuple[str, ...] = ("fr", "en", "de")) -> tuple[
     masked = _PROPER.sub(" ", " " + text).strip()
     probes = [text, masked] if re.search(r"[^\W\d_]{2,}", masked) else [text]
     scores: dict[str, float] = {}
-    with _lock:  # lingua's detector is not documented as thread-safe
+    with _lock:  # one shared identifier per language set
         for probe in probes:
-            for v in _detector(languages).compute_language_confidence_values(probe):
-                code = v.language.iso_code_639_1.name.lower()
-                scores[code] = scores.get(code, 0.0) + float(v.value) / len(probes)
+            for code, value in _scores(probe, languages).items():
+                scores[code] = scores.get(code, 0.0) + value / len(probes)
     if not scores:
         return "", 0.0
     code = max(scores, key=lambda c: scores[c])
