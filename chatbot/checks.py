@@ -11,9 +11,10 @@ millions", "neunhundert Millionen") appear in no cited passage, drop any sentenc
 marker or sharing no figure, name or content word with the passages it cites ("The passage [1]
 contains the answer." cites without saying anything), drop any sentence naming a person, company
 or title its cited passages do not contain (capitalised, all-caps or alphanumeric words such as
-"Orla Browne", "CEO", "a16z"; a name counts as contained in another spelling, by its stem, or
-through a dictionary equivalent the index stored, so "Germany" is in "l'Allemagne"), and reject answers that quote our own instructions. What survives is shown; if nothing
-cited survives, the caller falls back to the extractive answer.
+"Jane Roe", "CEO", "b2b"; a name counts as contained in another spelling, by its stem, or
+through a dictionary equivalent the index stored, so "Germany" is in "l'Allemagne"), and
+reject answers that quote our own instructions. What survives is shown; if nothing cited
+survives, the caller falls back to the extractive answer.
 """
 
 from __future__ import annotations
@@ -529,11 +530,11 @@ class Known:
 
 def _unknown_names(sentence: str, cited: str, known: Known) -> set[str]:
     """Name-like words of `sentence` that `cited` does not contain in any form we can see.
-    Always checked: acronyms (CEO), inner capitals (SoftBank), letters with digits (a16z). A
+    Always checked: acronyms (CEO), inner capitals (DataCorp), letters with digits (x86). A
     capitalised word is checked mid-sentence unless it is ordinary (the corpus writes it in lower
     case, or it translates a corpus word: German nouns mostly do); at the start of a sentence only
-    if it is one of the corpus's names or the question's words ("Anthropic raised… [1]" when asked
-    about anthropic). Two-letter acronyms (AI, KI, EU) change with the language and are left alone;
+    if it is one of the corpus's names or the question's words ("Acme raised… [1]" when asked
+    about acme). Two-letter acronyms (AI, KI, EU) change with the language and are left alone;
     a German noun our dictionaries miss costs a sentence, never lets a name through."""
     from chatbot.lexicon import stem
 
