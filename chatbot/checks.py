@@ -24,7 +24,6 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
 
 from chatbot.question import fold
 
@@ -549,7 +548,7 @@ def _unknown_names(sentence: str, cited: str, known: Known) -> set[str]:
             strong = (len(token) >= 3 and token.isupper()) or (not token.isupper() and any(ch.isupper() for ch in token[1:]))
             strong = strong or (letters and any(ch.isdigit() for ch in token))
             if not strong:
-                if not token[:1].isupper() or len(token) < 3 or folded in _stopwords_now() or folded in _UNITS:
+                if not token[:1].isupper() or len(token) < 3 or folded in _stopwords() or folded in _UNITS:
                     continue
                 if n == 0:
                     if folded not in known.names and folded not in known.asked:
@@ -567,24 +566,19 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"\w+", fold(text)))
 
 
-def _stopwords_now() -> frozenset[str]:
-    from bm25s import stopwords as sw
-
-    return _stopwords(sw)
-
-
 @functools.lru_cache(maxsize=1024)
 def _anchors(text: str) -> frozenset[str]:
     """The content words of a text (no stop or task words), folded and cut to a stem."""
-    from bm25s import stopwords as sw  # lazily: checks run only when a language model answered
-
-    stop = _stopwords(sw)
+    stop = _stopwords()
     words = re.findall(rf"[^\W\d_]{{{_MIN_WORD},}}", fold(text))
     return frozenset(w[:_STEM] for w in words if w not in stop and w not in _META)
 
 
 @functools.lru_cache(maxsize=1)
-def _stopwords(sw: Any) -> frozenset[str]:
+def _stopwords() -> frozenset[str]:
+    """fr/en/de stop words, folded; loaded lazily: checks run only when a language model answered."""
+    from bm25s import stopwords as sw
+
     return frozenset(fold(w) for w in (*sw.STOPWORDS_EN, *sw.STOPWORDS_FRENCH, *sw.STOPWORDS_GERMAN))
 
 
