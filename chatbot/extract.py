@@ -34,6 +34,10 @@ _TIME = re.compile(
     r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang|insgesamt|au total|in total|overall",
     re.I,
 )
+_LAST_YEAR = re.compile(
+    r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr",
+    re.I,
+)
 _TIME_GROUPS = [
     re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr", re.I),
     re.compile(r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang", re.I),
@@ -85,6 +89,14 @@ def _acronyms(text: str, longest: int = 8) -> set[str]:
             if len(initials) >= longest:
                 break
     return out
+
+
+def _relative_year(asked: list[int], text: str, years: frozenset[int]) -> bool:
+    """A sentence says "last year" (no year written) and the document also writes the year after
+    the one asked: news reports last year's figures under this year's date."""
+    if spans.YEAR.search(text) or not _LAST_YEAR.search(text):
+        return False
+    return any(y + 1 in years for y in asked)
 
 
 def _same_time(asked: list[str], text: str) -> bool:
@@ -149,6 +161,7 @@ class Extractor:
         self.default_idf = max(retriever.idf.values(), default=1.0)
 
         self.acronyms = _acronyms(self.corpus)
+        self.years = frozenset(int(y) for y in spans.YEAR.findall(self.corpus))
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
@@ -162,6 +175,21 @@ class Extractor:
         if not words:
             return 1.0
         hits = sum(1 for w in words if _word_in(w, self.corpus_words) or self.mentions.mentioned(w, self.corpus))
+        return hits / len(words)
+
+    def coverage_translated(self, info: QuestionInfo) -> float:
+        """`coverage` where a dictionary equivalent of a word counts too: an English question on a
+        French article ("which firm backed…") is not off-topic for being in another language."""
+        from chatbot.lexicon import stem
+
+        words = [w for w in content_words(info.text) if w not in self.stopwords]
+        if not words:
+            return 1.0
+        hits = sum(
+            1
+            for w in words
+            if _word_in(w, self.corpus_words) or any(t in self.corpus_words for t in self.r.equivalents.get(stem(w), ()))
+        )
         return hits / len(words)
 
     def _required(self, info: QuestionInfo) -> list[str]:
@@ -190,6 +218,7 @@ class Extractor:
         required = self._required(info)
         asked_aspects = aspects(info.text, info.kind)
         asked_time = _TIME.findall(info.text)
+        asked_year = [int(y) for y in spans.YEAR.findall(info.text)]
         qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
         about_q = 1.0 if F.ABOUT_ARTICLE.search(info.text) else 0.0
         readers_q = 1.0 if self.r.asks_about_readers(info.text) else 0.0
@@ -272,6 +301,7 @@ class Extractor:
                     "span": 1.0 if span is not None or items else 0.0,
                     "time_asked": 1.0 if asked_time else 0.0,
                     "time_ok": 1.0 if asked_time and _same_time(asked_time, text) else 0.0,
+                    "time_rel": 1.0 if asked_year and _relative_year(asked_year, text, self.years) else 0.0,
                     "comment": comment,
                     "readers_q": readers_q,
                     "comment_x_readers": comment * readers_q,
@@ -287,7 +317,9 @@ class Extractor:
                     "joined": 1.0 if len(quoted) > 1 else 0.0,
                     "length": F.log_length(text),
                     "byline": 1.0 if F.BYLINE.search(sent.text) else 0.0,
-                    "heading": 1.0 if chunk.meta.get("kind") in ("heading", "headline") else 0.0,
+                    "heading": 1.0 if chunk.meta.get("kind") == "heading" else 0.0,
+                    # a section heading labels what follows; a headline states the story's main fact
+                    "headline": 1.0 if chunk.meta.get("kind") == "headline" else 0.0,
                     "e5_own": float(own_all[i]),
                     "e5_own_gap": float(own_all[i]) - own_max,
                     "previous": 1.0 if prev and fold(sent.text)[:60] in prev else 0.0,
@@ -325,6 +357,7 @@ class Extractor:
             "missing": min(len(missing), 3) / 3,
             "missing_any": 1.0 if missing else 0.0,
             "coverage": self.coverage(info),
+            "coverage_x": self.coverage_translated(info),
             "n_required": min(len(required), 3) / 3,
             "about_q": about_q,
             "followup": 1.0 if followup else 0.0,
