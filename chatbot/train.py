@@ -178,13 +178,15 @@ def _sklearn() -> None:
 
 def fit_logistic(rows: list[dict[str, float]], labels: list[bool], names: tuple[str, ...], c: float = 0.5) -> Logistic:
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray([[r.get(f, 0.0) for f in names] for r in rows], dtype="float64")
     y = np.asarray(labels, dtype=int)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     lr = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
-    lr.fit((x - mean) / scale, y)
+    with threadpool_limits(1):
+        lr.fit((x - mean) / scale, y)
     return Logistic(names, mean, scale, lr.coef_[0], float(lr.intercept_[0]))
 
 
@@ -195,6 +197,7 @@ def fit_sentence(records: list[Record], l2: float = 1.0) -> Logistic:
     the pairwise logistic ranker it replaces (sampled right/wrong pairs): leave-one-article-out
     top-1 0.609 -> 0.664 on the same features."""
     from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
 
     names = F.SENTENCE_FEATURES
     qs = [r for r in records if r.answerable and any(r.ok) and not all(r.ok) and r.cands]
@@ -202,21 +205,25 @@ def fit_sentence(records: list[Record], l2: float = 1.0) -> Logistic:
     stacked = np.concatenate(xs)
     mean, scale = stacked.mean(axis=0), stacked.std(axis=0)
     scale[scale == 0] = 1.0
-    xs = [(x - mean) / scale for x in xs]
-    ys = [np.asarray(r.ok, dtype="float64") for r in qs]
+    x = (stacked - mean) / scale
+    y = np.concatenate([np.asarray(r.ok, dtype="float64") for r in qs])
+    starts = np.cumsum([0] + [len(r.cands) for r in qs[:-1]])
+    owner = np.repeat(np.arange(len(qs)), [len(r.cands) for r in qs])  # candidate -> its question
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        total, grad = 0.5 * l2 * float(w @ w), l2 * w
-        for x, y in zip(xs, ys, strict=True):
-            z = x @ w
-            p = np.exp(z - z.max())
-            p /= p.sum()
-            right = float(p @ y)
-            total -= np.log(right + 1e-12)
-            grad = grad - x.T @ (p * y / (right + 1e-12) - p)
+        # every question's softmax at once: segment max / sum over each question's candidates
+        z = x @ w
+        e = np.exp(z - np.maximum.reduceat(z, starts)[owner])
+        p = e / np.add.reduceat(e, starts)[owner]
+        right = np.add.reduceat(p * y, starts) + 1e-12
+        total = 0.5 * l2 * float(w @ w) - float(np.log(right).sum())
+        grad = l2 * w - x.T @ (p * y / right[owner] - p)
         return total, grad
 
-    w = minimize(loss, np.zeros(len(names)), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
+    # one BLAS thread: these products are small, and two threads on two busy cores made each
+    # fit 6x slower (measured 2.0 s -> 0.34 s)
+    with threadpool_limits(1):
+        w = minimize(loss, np.zeros(len(names)), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
     return Logistic(names, mean, scale, w, 0.0)
 
 
