@@ -115,7 +115,8 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
     )
 
 
-# measured leave-one-article-out figures, less a small margin for machine noise
-# (accuracy 0.492, answered wrong 0.112, unanswerables refused 0.796, false refusals 0.502;
-# the pairwise ranker before: 0.449, 0.103, 0.832, 0.569)
-FLOOR = {"accuracy": 0.46, "answered_wrong": 0.12, "unanswerable_refused": 0.77, "false_refusals": 0.55}
+# measured leave-one-article-out figures, less a small margin for machine noise: over the 12 working
+# articles (715 questions) accuracy 0.428, answered wrong 0.080, unanswerables refused 0.792, false
+# refusals 0.622. (Over the 9 articles of the bank before, the same code and models fitted on the 12
+# score 0.436 / 0.077 / 0.796 / 0.618; fitted on those 9 alone, 0.482 / 0.097 / 0.805 / 0.533.)
+FLOOR = {"accuracy": 0.40, "answered_wrong": 0.10, "unanswerable_refused": 0.76, "false_refusals": 0.65}
