@@ -238,7 +238,7 @@ class Extractor:
         dense_max = max((h.dense for h in hits), default=0.0)
         use_max = float(use_all.max()) if len(use_all) else 0.0
         top = hits[: self.s.answer_candidates]
-        lead_hit = self._lead_hit(hits)
+        lead_hit, paragraphs = self._lead_hit(hits)
         if lead_hit is not None and all(h.chunk.id != lead_hit.chunk.id for h in top):
             top = [*top, lead_hit]
         best_fused = max((h.score for h in top), default=1.0) or 1.0
@@ -276,7 +276,10 @@ class Extractor:
                 sec_lang = groups[i] if i < len(groups) else ""
                 comment = 1.0 if chunk.meta.get("section") == "comment" else 0.0
                 related = 1.0 if chunk.meta.get("section") == "related" else 0.0
-                lead = 1.0 if is_lead and pos <= 1 else 0.0
+                opening = 1.0 if is_lead and pos <= 1 else 0.0
+                # a lead is the opening of an article with a body after it; in a note of one or two
+                # paragraphs the opening is all there is, and says nothing about the kind of question
+                lead = opening if paragraphs > 2 else 0.0
                 typed = 1.0 if info.kind in TYPED else 0.0
                 f = {
                     "e5": float(e5_all[i]),
@@ -311,7 +314,7 @@ class Extractor:
                     "same_lang": 1.0 if sec_lang == lang else 0.0,
                     "lead": lead,
                     "about_q": about_q,
-                    "lead_x_about": lead * about_q,
+                    "lead_x_about": opening * about_q,
                     "quote_ok": 1.0 if info.kind == "quote" and F.QUOTE_MARK.search(text) else 0.0,
                     "why_ok": 1.0 if info.kind == "why" and F.CAUSAL.search(text) else 0.0,
                     "joined": 1.0 if len(quoted) > 1 else 0.0,
@@ -329,7 +332,7 @@ class Extractor:
                     "position": 1.0 / (1 + pos),
                     "xling": F.translated(qwords, words, self.r.equivalents, self.r.idf, self.default_idf),
                 }
-                title = str(chunk.meta.get("title") or "") if lead and about_q else ""
+                title = str(chunk.meta.get("title") or "") if opening and about_q else ""
                 choices.append(Choice(hit, quoted, 0.0, span, items, has_entities, has_kind, f, lead=title))
         if self.models is not None and choices:
             logits = self.models.sentence.logit([c.features for c in choices])
@@ -367,10 +370,11 @@ class Extractor:
             base[f"kind_{k}"] = 1.0 if info.kind == k else 0.0
         return F.question_features(base, [(c.score, c.features) for c in choices])
 
-    def _lead_hit(self, hits: list[Hit]) -> Hit | None:
-        """The first paragraph of the best passage's document: what "what is this about?" wants."""
+    def _lead_hit(self, hits: list[Hit]) -> tuple[Hit | None, int]:
+        """The first paragraph of the best passage's document (what "what is this about?" wants),
+        and how many paragraphs that document has."""
         if not hits:
-            return None
+            return None, 0
         doc_id = hits[0].chunk.meta.get("doc_id")
         firsts = [
             c
@@ -381,12 +385,12 @@ class Extractor:
             and c.sentences
         ]
         if not firsts:
-            return None
+            return None, 0
         chunk = min(firsts, key=lambda c: int(c.meta.get("start", 0)))
         for h in hits:
             if h.chunk.id == chunk.id:
-                return h
-        return Hit(chunk, 0.0, 0.0, 0.0, 0.0)
+                return h, len(firsts)
+        return Hit(chunk, 0.0, 0.0, 0.0, 0.0), len(firsts)
 
     def _answer_part(
         self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk

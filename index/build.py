@@ -21,7 +21,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import parse_file
 
-PIPELINE_VERSION = "8"
+PIPELINE_VERSION = "9"  # 9: units carry their document id (was "None" for all)
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
 
@@ -288,7 +288,7 @@ def _write(
     second: dict[str, list[float]] | None = None,
     lexicon: dict[str, list[str]] | None = None,
 ) -> store.IndexInfo:
-    from llama_index.core.schema import BaseNode, TextNode
+    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     name = f"{settings.collection_prefix}-build-{fp[:12]}-{int(time.time() * 1000)}"
@@ -304,6 +304,9 @@ def _write(
     nodes: list[BaseNode] = []
     for u in units:
         node = TextNode(id_=u.id, text=u.text, metadata={**u.meta, "unit": u.unit}, embedding=vectors[u.id])
+        # llama-index's Chroma store writes the node's source document into doc_id (else "None"
+        # for every unit, and all documents look like one)
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=str(u.meta["doc_id"]))
         node.excluded_embed_metadata_keys = list(node.metadata)
         node.excluded_llm_metadata_keys = list(node.metadata)
         nodes.append(node)

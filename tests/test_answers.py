@@ -153,11 +153,11 @@ def test_dev_set_figures_do_not_regress(bot: object) -> None:
     r = evaluate(bot, cases)
     assert r["hit@3"] >= 0.94
     assert r["hit@1"] >= 0.84
-    # measured with the models fitted on 12 bank articles: accuracy 0.569, refusals 1.000, wrong
-    # refusals 0.375 (fitted on 9: 0.625 / 0.944 / 0.306, but 38% more wrong answers on new articles)
-    assert r["answer_accuracy"] >= 0.54
+    # measured with the models fitted on 12 bank articles: accuracy 0.639, refusals 1.000, wrong
+    # refusals 0.306 (fitted on 9: 0.625 / 0.944 / 0.306)
+    assert r["answer_accuracy"] >= 0.60
     assert r["refusal_accuracy"] >= 0.9
-    assert r["wrong_refusals"] <= 0.41
+    assert r["wrong_refusals"] <= 0.34
     assert r["top3_citation_chars_max"] < 2000
 
 

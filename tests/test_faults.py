@@ -62,7 +62,9 @@ def test_sigkill_during_indexing_never_leaves_a_half_index(tmp_path: Path) -> No
         served.add(info.collection)
         if i % 5 == 4:
             ans = ask_ok(env, "Combien le fonds Orion a-t-il levé ?")
-            assert ans["answered"] and "7" in ans["answer"]  # the added document survived
+            # the added document survived: its passage is found again, as the answer or, when the
+            # answer models are not confident enough for a one-line document, as the closest passage
+            assert any("Orion a levé 7 millions" in c["text"] for c in ans["citations"]), ans
     after = run_app("index", env=env)  # no crash loop: the next indexer runs normally
     assert after.returncode == 0
     print(f"{KILLS} kills, {len(served)} distinct complete indexes served")
