@@ -28,18 +28,16 @@ _ANAPHORA = re.compile(
     re.I,
 )
 TYPED = ("amount", "percent", "count", "date")
+_ARTICLE_PARAGRAPHS = 3  # a document this long has a lead and a body; a shorter one is a note
 # When a question is anchored in time ("last year", "to date"), sentences anchored the same way answer it.
 _TIME = re.compile(
     r"(?:19|20)\d\d|l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr|"
     r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang|insgesamt|au total|in total|overall",
     re.I,
 )
-_LAST_YEAR = re.compile(
-    r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr",
-    re.I,
-)
+_LAST_YEAR = re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr", re.I)
 _TIME_GROUPS = [
-    re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr", re.I),
+    _LAST_YEAR,
     re.compile(r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang", re.I),
     re.compile(r"insgesamt|au total|in total|overall|un total|total", re.I),
 ]
@@ -279,7 +277,7 @@ class Extractor:
                 opening = 1.0 if is_lead and pos <= 1 else 0.0
                 # a lead is the opening of an article with a body after it; in a note of one or two
                 # paragraphs the opening is all there is, and says nothing about the kind of question
-                lead = opening if paragraphs > 2 else 0.0
+                lead = opening if paragraphs >= _ARTICLE_PARAGRAPHS else 0.0
                 typed = 1.0 if info.kind in TYPED else 0.0
                 f = {
                     "e5": float(e5_all[i]),
