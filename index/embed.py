@@ -29,6 +29,11 @@ class _LocalEmbedding(BaseEmbedding):
     max_tokens: int = 512
     model_id: str = ""
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _cache_dir: Path | None = PrivateAttr(default=None)
+
+    def use_vector_cache(self, folder: Path | None) -> None:
+        """Keep passage vectors in `folder` (index/vector_cache.py); None: compute every time."""
+        self._cache_dir = folder
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3
@@ -40,10 +45,12 @@ class _LocalEmbedding(BaseEmbedding):
         return self._embed([query], True)[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embed([text], False)[0]
+        return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embed(texts, False)
+        from index.vector_cache import embed_cached
+
+        return embed_cached(self._cache_dir, self.model_id, texts, lambda todo: self._embed(todo, False))
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -242,6 +249,15 @@ def bundled_minilm_path() -> str:
 
 
 def load_one(name: str, threads: int = 2) -> _LocalEmbedding:
+    from chatbot.settings import load_settings
+
+    model = _load(name, threads)
+    settings = load_settings()
+    model.use_vector_cache(settings.cache_dir if settings.vector_cache else None)
+    return model
+
+
+def _load(name: str, threads: int) -> _LocalEmbedding:
     if name == "e5":
         return E5Embedding(threads=threads)
     if name == "use":

@@ -54,7 +54,7 @@ def test_sigkill_during_indexing_never_leaves_a_half_index(tmp_path: Path) -> No
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.2, 7.0))
+        time.sleep(rng.uniform(0.2, 5.0))  # a rebuild takes ~5 s: kills land from start-up to the last write
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         info = complete_index(tmp_path / "d")  # after every kill: a complete index, or none to rebuild
@@ -128,9 +128,11 @@ def test_disk_full_is_a_clear_message_and_keeps_the_index(tmp_path: Path) -> Non
     before = complete_index(tmp_path / "d")
     big = tmp_path / "big.txt"
     big.write_text(
-        "\n\n".join(f"Paragraphe {i} sur les fonds de capital-risque et l'IA en Europe." for i in range(3000)), encoding="utf-8"
+        "\n\n".join(f"Paragraphe {i} sur les fonds de capital-risque et l'IA en Europe." for i in range(60)), encoding="utf-8"
     )
-    # a file-size limit makes every write past it fail like a full disk would (Python ignores SIGXFSZ)
+    # a file-size limit makes every write past it fail like a full disk would (Python ignores SIGXFSZ);
+    # the store's database is already past the limit, so the first write of the new build fails
+    assert (tmp_path / "d" / "chroma" / "chroma.sqlite3").stat().st_size > 256 * 1024
     out = subprocess.run(
         ["prlimit", f"--fsize={256 * 1024}", sys.executable, str(ROOT / "app.py"), "index", str(big)],
         env={**os.environ, **env},
