@@ -170,6 +170,13 @@ def test_payloads_are_inert_in_the_chat(
         p.assert_inert(corpus_server.url)  # first: did anything run or load?
         assert flat(question) in flat(p.page.locator("#chat .user-row").last.inner_text())
         assert flat(last_answer(p.page)) == flat(answer["answer"])
+        # the expanded sources render after the clicks: wait for them (a busy machine lags) before reading
+        cited = [flat(c["text"]) for c in answer["citations"]]
+        script = "ts => { const s = document.querySelector('#chat').innerText.split(/\\s+/).join(' '); return ts.every(t => s.includes(t)); }"
+        try:
+            p.page.wait_for_function(script, arg=cited, timeout=15_000)
+        except Exception:  # the assertion below says which source is missing
+            pass
         shown = flat(p.page.locator("#chat").inner_text())
         for c in answer["citations"]:
             assert flat(c["text"]) in shown, c["text"]
