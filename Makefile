@@ -16,9 +16,11 @@ CHROMA_UNUSED := kubernetes onnxruntime tokenizers oauthlib requests-oauthlib we
 # uv resolves and installs the same packages as pip in seconds rather than a minute or more (it is a
 # PyPI wheel). It does not read pip's configuration, so pip's find-links (a local CPU torch wheel
 # on some machines) is passed on: without it `torch==2.13.0` would resolve to the CUDA build.
+# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (here), nothing would ever
+# write the .pyc files, and every start would compile llama-index and chromadb again (~+1 s).
 UV := $(VENV)/bin/uv
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
-UV_OPTS = --quiet --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+UV_OPTS = --quiet --compile-bytecode --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
