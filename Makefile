@@ -70,6 +70,10 @@ lint: install-test
 # everything in one process, with live output.
 TEST_WORKERS ?= 2
 
+# mypy's incremental cache per machine, like pip's and uv's: a fresh clone re-checks only what
+# changed instead of every library it imports (~50 s cold here)
+export MYPY_CACHE_DIR ?= $(HOME)/.cache/article-chatbot/mypy
+
 test: install-test browser lexicon
 	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
 	$(VENV)/bin/mypy

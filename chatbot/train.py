@@ -353,9 +353,38 @@ def reliability(rows: list[Scored], bins: int = 5) -> list[dict[str, Any]]:
     return out
 
 
+def outcomes(rows: list[Scored]) -> dict[str, int]:
+    """Every question in one class: what went right, and where each failure comes from."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for s in rows:
+        r = s.record
+        if not r.answerable:
+            key = "unanswerable_answered" if s.answered else "unanswerable_refused"
+        elif s.answered:
+            key = "answered_right" if s.top_right else "answered_wrong_pick"
+        elif s.top_right:
+            key = "refused_right_pick"
+        else:
+            key = "refused_right_later" if any(r.ok) else "refused_not_retrieved"
+        counts[key] += 1
+    return counts
+
+
+OUTCOMES = (
+    "answered_right",  # answerable, answered with the right sentence
+    "unanswerable_refused",  # right too
+    "answered_wrong_pick",  # the ranker's first sentence does not hold the answer, and it was stated
+    "unanswerable_answered",  # the article does not answer, yet a sentence was stated
+    "refused_right_pick",  # the first sentence held the answer, confidence was below the threshold
+    "refused_right_later",  # refused; a lower-ranked candidate held the answer
+    "refused_not_retrieved",  # refused; no candidate sentence held the answer
+)
+
+
 def report(rows: list[Scored]) -> dict[str, Any]:
     return {
         "overall": figures(rows),
+        "outcomes": outcomes(rows),
         "by_article": {a: figures([s for s in rows if s.record.article == a]) for a in sorted({s.record.article for s in rows})},
         "by_language": {
             lang: figures([s for s in rows if s.record.language == lang]) for lang in sorted({s.record.language for s in rows})
@@ -377,6 +406,8 @@ def print_report(title: str, rep: dict[str, Any]) -> None:
         print(line(k, f))
     for k, f in rep["by_language"].items():
         print(line(f"lang={k}", f))
+    n = max(1, sum(rep["outcomes"].values()))
+    print("  outcomes: " + ", ".join(f"{k} {v} ({v / n:.3f})" for k, v in rep["outcomes"].items()))
     print("  reliability (confidence bin: mean confidence -> right rate, n)")
     for b in rep["reliability"]:
         print(f"    {b['bin']}: {b['mean_confidence']:.2f} -> {b['right_rate']:.2f}  (n={b['n']})")

@@ -95,6 +95,9 @@ def test_leave_one_article_out_figures_do_not_regress(bank_records: list) -> Non
     rep = report(leave_one_article_out(bank_records, Settings().answer_threshold))
     o = rep["overall"]
     print(json.dumps(rep, indent=1))
+    assert sum(rep["outcomes"].values()) == o["n"]
+    right = rep["outcomes"]["answered_right"] + rep["outcomes"]["unanswerable_refused"]
+    assert abs(right / o["n"] - o["accuracy"]) < 1e-3
     assert o["accuracy"] >= FLOOR["accuracy"]
     assert o["answered_wrong"] <= FLOOR["answered_wrong"]
     assert o["unanswerable_refused"] >= FLOOR["unanswerable_refused"]
