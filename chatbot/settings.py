@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     embed_fallbacks: tuple[str, ...] = ("use",)
     embed_threads: int = 2
     vector_cache: bool = True  # passage vectors kept per machine in cache_dir (index/vector_cache.py)
+    vector_cache_max: int = 100_000  # vectors kept there (~150 MB for e5); the oldest go first
 
     # chunking
     chunk_max_chars: int = 1200

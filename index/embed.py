@@ -30,10 +30,11 @@ class _LocalEmbedding(BaseEmbedding):
     model_id: str = ""
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _cache_dir: Path | None = PrivateAttr(default=None)
+    _cache_max: int = PrivateAttr(default=100_000)
 
-    def use_vector_cache(self, folder: Path | None) -> None:
-        """Keep passage vectors in `folder` (index/vector_cache.py); None: compute every time."""
-        self._cache_dir = folder
+    def use_vector_cache(self, folder: Path | None, max_vectors: int = 100_000) -> None:
+        """Keep up to `max_vectors` passage vectors in `folder` (index/vector_cache.py); None: compute every time."""
+        self._cache_dir, self._cache_max = folder, max_vectors
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3
@@ -50,7 +51,7 @@ class _LocalEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         from index.vector_cache import embed_cached
 
-        return embed_cached(self._cache_dir, self.model_id, texts, lambda todo: self._embed(todo, False))
+        return embed_cached(self._cache_dir, self.model_id, texts, lambda todo: self._embed(todo, False), self._cache_max)
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -253,7 +254,7 @@ def load_one(name: str, threads: int = 2) -> _LocalEmbedding:
 
     model = _load(name, threads)
     settings = load_settings()
-    model.use_vector_cache(settings.cache_dir if settings.vector_cache else None)
+    model.use_vector_cache(settings.cache_dir if settings.vector_cache else None, settings.vector_cache_max)
     return model
 
 

@@ -37,9 +37,14 @@ def _connect(folder: Path) -> sqlite3.Connection:
 
 
 def embed_cached(
-    folder: Path | None, model_id: str, texts: Sequence[str], compute: Callable[[list[str]], list[list[float]]]
+    folder: Path | None,
+    model_id: str,
+    texts: Sequence[str],
+    compute: Callable[[list[str]], list[list[float]]],
+    max_vectors: int = 100_000,
 ) -> list[list[float]]:
-    """Vectors of `texts`: from the cache where present, the rest from `compute` (then stored)."""
+    """Vectors of `texts`: from the cache where present, the rest from `compute` (then stored).
+    Past `max_vectors` (~150 MB of e5 vectors) the oldest stored are dropped first."""
     if folder is None or not texts:
         return compute(list(texts))
     keys = [_key(model_id, t) for t in texts]
@@ -63,6 +68,10 @@ def embed_cached(
                 con.executemany(
                     "INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
                     [(k, np.asarray(v, dtype="<f4").tobytes()) for k, v in new.items()],
+                )
+                # rowids grow with each insert, so the smallest are the oldest
+                con.execute(
+                    "DELETE FROM vectors WHERE rowid <= (SELECT MAX(rowid) FROM vectors) - ?", (max(1, max_vectors),)
                 )
         except (sqlite3.Error, OSError) as exc:
             log.debug("vector cache not written (%s)", exc)

@@ -60,3 +60,14 @@ def test_cached_e5_vectors_are_the_computed_ones(tmp_path: Path, monkeypatch: py
     model.use_vector_cache(None)
     fresh = model.get_text_embedding_batch(texts)
     assert np.array_equal(np.asarray(cold), np.asarray(warm)) and np.array_equal(np.asarray(cold), np.asarray(fresh))
+
+
+def test_the_oldest_vectors_go_first_past_the_limit(tmp_path: Path) -> None:
+    compute = Counting()
+    embed_cached(tmp_path, "m", ["a", "b", "c"], compute, max_vectors=4)
+    embed_cached(tmp_path, "m", ["d", "e"], compute, max_vectors=4)  # 5 stored: "a" goes
+    compute.seen.clear()
+    embed_cached(tmp_path, "m", ["b", "c", "d", "e"], compute, max_vectors=4)
+    assert compute.seen == []
+    embed_cached(tmp_path, "m", ["a"], compute, max_vectors=4)
+    assert compute.seen == ["a"]
