@@ -220,13 +220,13 @@ def fit_sentence(records: list[Record], l2: float = 1.0, start: Logistic | None 
         grad = l2 * w - x.T @ (p * y / right[owner] - p)
         return total, grad
 
-    # one BLAS thread: these products are small, and two threads on two busy cores made each
-    # fit 6x slower (measured 2.0 s -> 0.34 s)
-    # tight tolerances: with scipy's defaults the fit stopped early, and feature noise of 1e-7 (USE
-    # vectors computed in another batch) moved coefficients by 3e-3 (1e-5 now): not reproducible
     # the problem is convex: starting from a fit on similar data (its weights carried over to this
     # data's feature scales) only saves iterations
     w0 = np.zeros(len(names)) if start is None else np.asarray(start.coef) / np.asarray(start.scale) * scale
+    # one BLAS thread: these products are small, and two threads on two busy cores made each
+    # fit 6x slower (measured 2.0 s -> 0.34 s). Tight tolerances: with scipy's defaults the fit
+    # stopped early, and feature noise of 1e-7 (USE vectors computed in another batch) moved
+    # coefficients by 3e-3 (1e-5 now)
     with threadpool_limits(1):
         w = minimize(loss, w0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9}).x
     return Logistic(names, mean, scale, w, 0.0)

@@ -19,6 +19,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from chatbot.errors import EmbedderUnavailable
+from index.vector_cache import MAX_VECTORS, embed_cached
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ class _LocalEmbedding(BaseEmbedding):
     model_id: str = ""
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _cache_dir: Path | None = PrivateAttr(default=None)
-    _cache_max: int = PrivateAttr(default=100_000)
+    _cache_max: int = PrivateAttr(default=MAX_VECTORS)
 
-    def use_vector_cache(self, folder: Path | None, max_vectors: int = 100_000) -> None:
+    def use_vector_cache(self, folder: Path | None, max_vectors: int = MAX_VECTORS) -> None:
         """Keep up to `max_vectors` passage vectors in `folder` (index/vector_cache.py); None: compute every time."""
         self._cache_dir, self._cache_max = folder, max_vectors
 
@@ -49,8 +50,6 @@ class _LocalEmbedding(BaseEmbedding):
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        from index.vector_cache import embed_cached
-
         folder = self._cache_dir if self.cache_key else None
         return embed_cached(folder, self.cache_key, texts, lambda todo: self._embed(todo, False), self._cache_max)
 

@@ -23,6 +23,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _FILE = "vectors.sqlite3"
+MAX_VECTORS = 100_000  # ~150 MB of e5 vectors; settings.vector_cache_max overrides it
 _BUSY_TIMEOUT_S = 5.0  # concurrent indexers wait this long for a lock, then compute without the cache
 
 
@@ -42,10 +43,10 @@ def embed_cached(
     model_id: str,
     texts: Sequence[str],
     compute: Callable[[list[str]], list[list[float]]],
-    max_vectors: int = 100_000,
+    max_vectors: int = MAX_VECTORS,
 ) -> list[list[float]]:
     """Vectors of `texts`: from the cache where present, the rest from `compute` (then stored).
-    Past `max_vectors` (~150 MB of e5 vectors) the oldest stored are dropped first."""
+    Past `max_vectors` the oldest stored are dropped first."""
     if folder is None or not texts:
         return compute(list(texts))
     keys = [_key(model_id, t) for t in texts]
