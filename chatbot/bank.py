@@ -20,7 +20,6 @@ from chatbot.errors import ChatbotError
 from chatbot.settings import ROOT
 
 BANK_DIR = ROOT / "tests" / "data" / "bank"
-_BYLINE = {"fr": "Par {author}", "en": "By {author}", "de": "Von {author}"}
 
 
 class FixtureMissing(ChatbotError):
@@ -87,31 +86,10 @@ def _git_show(article: Article) -> bytes:
 
 
 def extract_text(html: str, language: str, title: str = "") -> str:
-    """A page as plain text: title, byline and date, paragraphs, then comments (trafilatura)."""
-    import trafilatura
+    """A page as plain text: title, byline and date, paragraphs, then comments (see index.html)."""
+    from index.html import extract_page
 
-    if "<body" not in html[:5000].lower():
-        html = f"<html><body>{html}</body></html>"
-    doc = trafilatura.bare_extraction(html, with_metadata=True, include_comments=True, include_tables=False, favor_precision=True)
-    if doc is None or not (doc.get("text") if isinstance(doc, dict) else getattr(doc, "text", "")):
-        # short or already-cleaned pages look like boilerplate to the precision mode
-        doc = trafilatura.bare_extraction(
-            html, with_metadata=True, include_comments=True, include_tables=False, favor_recall=True
-        )
-    if doc is None:
-        raise ChatbotError("trafilatura found no article text")
-    get = (lambda k: doc.get(k)) if isinstance(doc, dict) else (lambda k: getattr(doc, k, None))
-    lines = [title or get("title") or ""]
-    author, date = get("author") or "", get("date") or ""
-    if author or date:
-        lines.append(
-            " | ".join(x for x in (_BYLINE.get(language, "By {author}").format(author=author) if author else "", date) if x)
-        )
-    lines.append("")
-    lines.append(get("text") or "")
-    if get("comments"):
-        lines += ["", get("comments")]
-    return "\n".join(lines).strip() + "\n"
+    return extract_page(html, language, title).text
 
 
 def materialize(article: Article, cache: Path) -> Path:

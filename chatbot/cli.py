@@ -84,10 +84,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     validate(args.question, [], settings)  # fail fast, before loading models
     with _reader(settings) as holder:
+        bot = holder.get().scoped(args.doc)
         if args.json:
-            print(json.dumps(holder.get().answer(args.question).to_dict(), ensure_ascii=False))
+            print(json.dumps(bot.answer(args.question).to_dict(), ensure_ascii=False))
         else:
-            _print_streamed(holder.get(), args.question, [])
+            _print_streamed(bot, args.question, [])
     return 0
 
 
@@ -120,13 +121,15 @@ def _print_streamed(bot: Any, question: str, history: list[dict[str, str]]) -> A
 
 def _ask_batch(settings: Any, args: argparse.Namespace) -> int:
     with _reader(settings, follow=True) as holder:
+        holder.get().scoped(args.doc)  # an unknown id fails once, before any line is read
         for line in sys.stdin:
-            _answer_line(holder.get(), line)
+            _answer_line(holder.get(), line, args.doc)
     return 0
 
 
-def _answer_line(bot: Any, line: str) -> None:
-    """One JSON line out per line in: the answer, or {"error": …} for that line only."""
+def _answer_line(bot: Any, line: str, docs: list[str] | None = None) -> None:
+    """One JSON line out per line in: the answer, or {"error": …} for that line only. A JSON line
+    may name its own documents ({"question": …, "document": ID or [IDs]})."""
     line = line.strip()
     if not line:
         return
@@ -138,9 +141,9 @@ def _answer_line(bot: Any, line: str) -> None:
                 raise InvalidQuestion(f"invalid JSON: {exc.msg}") from None
             if not isinstance(item, dict):
                 raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
-            out = bot.answer(item.get("question"), item.get("history"))
+            out = bot.scoped(item.get("document") or docs).answer(item.get("question"), item.get("history"))
         else:
-            out = bot.answer(line)
+            out = bot.scoped(docs).answer(line)
         print(json.dumps(out.to_dict(), ensure_ascii=False), flush=True)
     except ChatbotError as exc:
         print(json.dumps({"error": str(exc), "input": line[:200]}, ensure_ascii=False), flush=True)
@@ -149,12 +152,18 @@ def _answer_line(bot: Any, line: str) -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with _reader(settings, follow=True) as holder:
-        return _chat_loop(holder, settings)
+        return _chat_loop(holder, settings, args.doc)
 
 
-def _chat_loop(holder: Any, settings: Any) -> int:
+def _chat_loop(holder: Any, settings: Any, docs: list[str] | None = None) -> int:
     history: list[dict[str, str]] = []
-    print("Ask about the article (empty line or Ctrl-D to quit, /new for a new conversation).", file=sys.stderr)
+    bot = holder.get().scoped(docs)
+    what = (
+        "; ".join(bot.retriever.documents[d]["title"] or d for d in bot.scope)
+        if docs or len(bot.scope) == 1
+        else f"{len(bot.scope)} documents"
+    )
+    print(f"Ask about {what[:200]} (empty line or Ctrl-D to quit, /new for a new conversation).", file=sys.stderr)
     while True:
         try:
             question = input("\n? ")
@@ -167,7 +176,7 @@ def _chat_loop(holder: Any, settings: Any) -> int:
             history = []
             continue
         try:
-            answer = _print_streamed(holder.get(), question, history)
+            answer = _print_streamed(holder.get().scoped(docs), question, history)
         except InvalidQuestion as exc:
             _warn(f"error: {exc}")
             continue
@@ -176,6 +185,21 @@ def _chat_loop(holder: Any, settings: Any) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    """`index` brings the index up to date; `index add|list|remove` manage its documents."""
+    files = list(getattr(args, "files", []) or [])
+    action = getattr(args, "action", None)
+    if action is None and files and files[0] in ("add", "list", "remove"):
+        action, files = files[0], files[1:]
+    if action == "list":
+        return _index_list(args, files)
+    if action == "remove":
+        return _index_remove(args, files)
+    if action == "add" and not files:
+        raise ChatbotError("index add: name at least one file or folder (.txt, .md, .html)")
+    return _index_build(args, files)
+
+
+def _index_build(args: argparse.Namespace, files: list[str]) -> int:
     from index.build import build
 
     settings = _settings()
@@ -188,14 +212,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, desc="embedding", unit="unit", file=sys.stderr, disable=None)
+            bar = tqdm(total=total, desc="indexing", unit="doc", file=sys.stderr, disable=None)
         bar.n = done
         bar.refresh()
 
     try:
         report = build(
-            settings, [Path(f) for f in args.files], rebuild=args.rebuild, progress=progress, warn=_warn, lock_timeout=args.wait
-        )
+            settings, [Path(f) for f in files], rebuild=getattr(args, "rebuild", False), progress=progress, warn=_warn,
+            lock_timeout=getattr(args, "wait", 0.0),
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -205,9 +230,45 @@ def cmd_index(args: argparse.Namespace) -> int:
         else:
             added = f"; added {', '.join(report.added)}" if report.added else ""
             print(
-                f"index built: {report.documents} document(s), {report.info.units} units, {report.embedded} embedded "
+                f"index built: {report.documents} document(s), {report.info.units} units, {report.embedded} units written "
                 f"with {report.info.embedder} in {report.seconds:.1f}s{added}"
             )
+    return 0
+
+
+def _index_list(args: argparse.Namespace, extra: list[str]) -> int:
+    from index import store
+
+    if extra:
+        raise ChatbotError(f"index list takes no arguments (got {' '.join(extra)[:100]})")
+    settings = _settings()
+    client = store.make_client(settings)
+    info = store.read_pointer(client, settings)
+    if info is None:
+        raise ChatbotError("no index yet: run `python app.py index` first")
+    rows = []
+    for r in store.document_records(client, settings, info.keys):
+        m = r["meta"]
+        rows.append({k: m.get(k, "") for k in ("doc_id", "title", "language", "date", "author", "source", "url", "units")})
+        rows[-1]["id"] = rows[-1].pop("doc_id")
+    if getattr(args, "json", False):
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return 0
+    for row in rows:
+        print(
+            f"{row['id']}\t{row['language'] or '?'}\t{row['date'] or '-'}\t{row['units']} units\t{row['title'][:70]}\t({row['source']})"
+        )
+    print(f"{len(rows)} document(s), {info.units} units", file=sys.stderr)
+    return 0
+
+
+def _index_remove(args: argparse.Namespace, ids: list[str]) -> int:
+    from index.build import remove_documents
+
+    if not ids:
+        raise ChatbotError("index remove: name the id of the document to remove (`python app.py index list` shows them)")
+    report = remove_documents(_settings(), ids, warn=_warn, lock_timeout=getattr(args, "wait", 0.0))
+    print(f"removed {', '.join(report.removed)}; the index holds {report.documents} document(s), {report.info.units} units")
     return 0
 
 
@@ -276,6 +337,13 @@ def _llm_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-llm", dest="llm", action="store_false", help="extractive answers only, even if an LLM is configured")
 
 
+def _doc_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--doc", action="append", metavar="ID",
+        help="answer only from this document (an id from `index list`, or its page URL); repeatable",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatbot", description="Cited answers about a news article (and your documents).")
     p.add_argument("-v", "--verbose", action="store_true", help="log each answer's timings to stderr")
@@ -284,15 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help="answer one question (or '-' for one per stdin line)")
     a.add_argument("question", help="the question, or '-' to read questions (or JSON objects) from stdin")
     a.add_argument("--json", action="store_true", help="print one JSON object per answer")
+    _doc_flag(a)
     _llm_flags(a)
     a.set_defaults(func=cmd_ask)
 
     c = sub.add_parser("chat", help="interactive terminal chat with history")
+    _doc_flag(c)
     _llm_flags(c)
     c.set_defaults(func=cmd_chat)
 
-    i = sub.add_parser("index", help="build the index, or add documents to it (.txt, .md, .html)")
-    i.add_argument("files", nargs="*", help="documents to add")
+    i = sub.add_parser(
+        "index",
+        help="build the index; `index add PATH…`, `index list [--json]`, `index remove ID…` manage its documents",
+        description="With no arguments, bring the index up to date. `add PATH…` adds or replaces documents (.txt, .md, "
+        ".html files, or folders of them); `list` shows the documents; `remove ID…` takes documents out.",
+    )
+    i.add_argument("files", nargs="*", metavar="add|list|remove ...", help="an action and its files or ids")
+    i.add_argument("--json", action="store_true", help="index list: print JSON")
     i.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
     i.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another indexer to finish")
     i.set_defaults(func=cmd_index)

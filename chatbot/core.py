@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,15 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
     return question, turns
 
 
+def _url_key(url: str) -> str:
+    """A page URL as documents are matched on it: no scheme, "www.", query, fragment or final slash."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    host = parts.netloc.lower().removeprefix("www.")
+    return f"{host}{parts.path.rstrip('/')}" if host else url.strip()
+
+
 @dataclass
 class Prepared:
     question: str  # validated
@@ -98,6 +109,8 @@ class Chatbot:
         self.messages = Messages(self.settings.prompts_dir / "messages.json")
         self.mentions = Mentions(self.settings.prompts_dir / "aliases.json")
         self.retriever = Retriever(self.settings, embedder, client)
+        self._views: OrderedDict[tuple[str, ...], Chatbot] = OrderedDict()
+        self._views_lock = threading.Lock()
         from chatbot.model import AnswerModels
 
         models = AnswerModels.load(self.settings.models_path) if fitted else None  # unfitted: training collects features
@@ -131,6 +144,7 @@ class Chatbot:
         from chatbot.retrieve import Retriever
 
         new = copy.copy(self)
+        new._views, new._views_lock = OrderedDict(), threading.Lock()
         new.retriever = Retriever(self.settings, self.embedder, client)
         new.extractor = Extractor(self.settings, new.retriever, self.messages, self.mentions, self.extractor.models)
         new.vocabulary = new._proper_nouns()
@@ -139,6 +153,74 @@ class Chatbot:
     @property
     def index_info(self) -> Any:
         return self.retriever.info
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The ids of the documents this bot answers from."""
+        return self.retriever.scope
+
+    def documents(self) -> list[dict[str, Any]]:
+        """What the index holds, a dict per document (id, title, language, date, source, units…)."""
+        out = []
+        for doc_id, d in self.retriever.all_documents.items():
+            out.append(
+                {"id": doc_id, **{k: d[k] for k in ("title", "language", "date", "author", "source", "url", "units", "added_at")}}
+            )
+        return out
+
+    def find_documents(self, names: str | Iterable[str] | None) -> tuple[str, ...] | None:
+        """The ids that document ids or page URLs name (None: no scope asked); UnknownDocument if one names none."""
+        from chatbot.errors import UnknownDocument
+
+        if names is None or names == "" or names == []:
+            return None
+        wanted = [names] if isinstance(names, str) else list(names)
+        docs = self.retriever.all_documents
+        by_url = {_url_key(d["url"]): i for i, d in docs.items() if d["url"]} | {_url_key(i): i for i in docs}
+        out: list[str] = []
+        for name in wanted:
+            if not isinstance(name, str) or not name.strip():
+                raise UnknownDocument("a document must be named by its id (a non-empty string)")
+            doc = name.strip() if name.strip() in docs else by_url.get(_url_key(name))
+            if doc is None:
+                raise UnknownDocument(
+                    f"no document {name[:200]!r} in the index; the documents are listed at /api/documents and by `python app.py index list`"
+                )
+            if doc not in out:
+                out.append(doc)
+        return tuple(out)
+
+    def scoped(self, names: str | Iterable[str] | None) -> Chatbot:
+        """This bot confined to the named documents (ids or page URLs): retrieval, the refusal test and
+        follow-ups see nothing else. With no names, or all of them, it is this bot. Views are cached."""
+        ids = self.find_documents(names)
+        if ids is None or set(ids) == set(self.retriever.all_documents) or ids == self.scope:
+            return self
+        key = tuple(sorted(ids))
+        with self._views_lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+        view = self._view(key)
+        with self._views_lock:
+            self._views[key] = view
+            while len(self._views) > self.settings.scope_cache:
+                self._views.popitem(last=False)
+        return view
+
+    def _view(self, ids: tuple[str, ...]) -> Chatbot:
+        import copy
+
+        from chatbot.extract import Extractor
+
+        new = copy.copy(self)
+        new.retriever = self.retriever.view(ids)
+        new.extractor = Extractor(self.settings, new.retriever, self.messages, self.mentions, self.extractor.models)
+        # names stay those of every document: a German question's "Nordbahn" is a name the scope
+        # lacks (so refused), not a common noun to look past
+        new.vocabulary = self.vocabulary
+        return new
 
     def language_of(self, question: str, history: list[Turn]) -> str:
         code, confidence = detect(question, self.settings.languages)
@@ -319,6 +401,8 @@ class Chatbot:
                     author=str(meta.get("author", "")),
                     heading=str(meta.get("heading", "")),
                     highlight=draft.highlight.get(chunk.id),
+                    document=str(meta.get("doc_id", "")),
+                    document_title=str(self.retriever.documents.get(str(meta.get("doc_id", "")), {}).get("title", "")),
                 )
             )
         return out

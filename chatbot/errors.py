@@ -22,6 +22,13 @@ class CorpusError(ChatbotError):
     http_status = 400
 
 
+class UnknownDocument(ChatbotError):
+    """A document id (or page URL) that names no indexed document."""
+
+    exit_code = 2
+    http_status = 404
+
+
 class IndexNotReady(ChatbotError):
     """No complete index to read; run `python app.py index`."""
 

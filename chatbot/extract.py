@@ -514,10 +514,14 @@ class Extractor:
             # passes for the article
             name = str(chunk.meta.get("title") or chunk.meta.get("source") or "")[:80]
             label = self.msg.get("quote_label_doc", lang, name=name)
-        elif doc_lang and doc_lang != lang:
-            label = self.msg.get("quote_label_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
         else:
-            label = self.msg.get("quote_label", lang)
+            # "From the article" for a news page, "From the document" for a note or a Markdown file
+            doc = self.r.documents.get(str(chunk.meta.get("doc_id")), {})
+            key = "quote_label" if doc.get("kind", "article") == "article" else "quote_label_document"
+            if doc_lang and doc_lang != lang:
+                label = self.msg.get(key + "_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
+            else:
+                label = self.msg.get(key, lang)
         quote = quote if len(quote) <= self.s.max_quote_chars else quote[: self.s.max_quote_chars].rsplit(" ", 1)[0] + " …"
         body = f"{label} : « {quote} » [1]" if lang == "fr" else f"{label}: “{quote}” [1]"
         text = f"{lead} [1]\n\n{body}" if lead else body

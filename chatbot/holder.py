@@ -37,7 +37,7 @@ class BotHolder:
         self._client: Any = None
         self._stop = threading.Event()
         self._watch = bot is None or hasattr(type(bot), "reloaded")  # a stand-in given by a test is not switched
-        self._previous: tuple[str, float] = ("", 0.0)  # (build served before the last switch, leased until)
+        self._previous: tuple[set[str], float] = (set(), 0.0)  # (what the index served before the last switch held, leased until)
         self._held: set[str] = set()
         self._renewed = 0.0
         self._failed = ""  # a build that could not be loaded: not retried
@@ -101,7 +101,11 @@ class BotHolder:
 
         info = store.read_pointer(self._store(), self.settings)
         bot = self._bot
-        if info is None or info.collection == self._failed or (bot is not None and info.collection == bot.index_info.collection):
+        if (
+            info is None
+            or info.fingerprint == self._failed
+            or (bot is not None and info.fingerprint == bot.index_info.fingerprint)
+        ):
             self._lease()
             return False
         t0 = time.perf_counter()
@@ -111,17 +115,17 @@ class BotHolder:
                 return True
             new = self._load(bot)
         except ChatbotError as exc:
-            self._failed = info.collection
-            log.warning("cannot load the new index %s, still serving the previous one: %s", info.collection, exc)
+            self._failed = info.fingerprint
+            log.warning("cannot load the new index %s, still serving the previous one: %s", info.fingerprint[:12], exc)
             self._lease()
             return False
         with self._lock:
             self._bot = new
-        self._previous = (bot.index_info.collection, time.monotonic() + GRACE_SECONDS)
+        self._previous = (bot.index_info.names(), time.monotonic() + GRACE_SECONDS)
         self._lease()
         log.info(
             "switched to the index %s (%d documents) in %.2fs",
-            new.index_info.collection,
+            new.index_info.fingerprint[:12],
             len(new.retriever.documents),
             time.perf_counter() - t0,
         )
@@ -134,14 +138,16 @@ class BotHolder:
         bot = self.get()
         info = bot.index_info
         try:
-            col = self._store().get_collection(info.collection)
-            units = col.count()
-            col.get(limit=1, include=["documents"])
+            client = self._store()
+            sample = store.document_records(client, self.settings, info.keys[: self.settings.health_documents])
+            expected = sum(int(r["meta"].get("units", 0)) for r in sample)
+            found = store.count_units(client, self.settings, [r["key"] for r in sample])
         except Exception as exc:
             raise StoreUnavailable(f"the store cannot answer: {store._short(exc)}{store.advice(exc)}") from exc
-        if units != info.units:
+        if found != expected or len(sample) != min(len(info.keys), self.settings.health_documents):
             raise StoreUnavailable(
-                f"the served index has {units} units instead of {info.units}: run `python app.py index --rebuild`"
+                f"the store does not hold the served index ({found} units instead of {expected} in its first "
+                f"{len(sample)} of {min(len(info.keys), self.settings.health_documents)} documents): run `python app.py index --rebuild`"
             )
         return {
             "fingerprint": info.fingerprint,
@@ -169,19 +175,19 @@ class BotHolder:
                 info = store.read_pointer(client, self.settings)
                 if info is None:
                     raise IndexNotReady("no complete index yet: run `python app.py index` first")
-                self._lease(info.collection)
+                self._lease(*info.names())
             if old is None:
                 from chatbot.core import Chatbot
 
                 bot = Chatbot(self.settings, client=client, warn=self._warn)
             else:
                 bot = old.reloaded(client)
-            name = bot.index_info.collection
-            if name == info.collection:
+            got = bot.index_info
+            if got.fingerprint == info.fingerprint:
                 return bot
             with store.reader_lease(self.settings):  # the pointer moved again meanwhile: keep that one if still there
-                self._lease(info.collection, name)
-                if store._get(client, name) is not None:
+                self._lease(*info.names(), *got.names())
+                if store.document_records(client, self.settings, got.keys[:1]) or not got.keys:
                     return bot
         raise IndexNotReady("the index changed too fast to be loaded; retry")
 
@@ -193,10 +199,10 @@ class BotHolder:
             return
         held = set(loading)
         if self._bot is not None:
-            held.add(self._bot.index_info.collection)
+            held |= self._bot.index_info.names()
         previous, until = self._previous
         if previous and time.monotonic() < until:
-            held.add(previous)
+            held |= previous
         if held != self._held or time.monotonic() - self._renewed > self.settings.reader_lease_seconds / 4:
             store.write_lease(self.settings, held)
             self._held = held

@@ -9,6 +9,7 @@ about readers or names a commenter, because they repeat the article's headline f
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import numpy as np
 
 from chatbot.errors import IndexNotReady
 from chatbot.settings import Settings
+
+LOAD_BATCH = 100  # documents per Chroma read when loading (a `$in` over every key at once grows slow)
 
 # Words that make a question about the readers' comments, in fr/en/de.
 _ABOUT_READERS = re.compile(
@@ -60,53 +63,106 @@ class Hit:
 
 
 class Retriever:
+    """Every served document's units, loaded once; `view(ids)` is the same retriever confined to some
+    documents (its own BM25, sentence rows, statistics and Chroma filter), sharing the models."""
+
     def __init__(self, settings: Settings, embedder: Any, client: Any = None) -> None:
         from index import store
 
         self.settings = settings
         self.embedder = embedder
         client = client or store.make_client(settings)
-        col, info = store.open_current(settings, client)
+        client, info = store.open_current(settings, client)
         if info.embedder != embedder.model_id:
             raise IndexNotReady(
                 f"the index was built with {info.embedder}, but the configured embedder is {embedder.model_id}: "
                 "run `python app.py index --rebuild`"
             )
         self.info = info
-        got = col.get(include=["embeddings", "metadatas", "documents"])
-        self.chunks: dict[str, Chunk] = {}
-        self.sentences: list[Sentence] = []
-        vectors: list[Any] = []
+        self.all_documents: dict[str, dict[str, Any]] = {}
+        self._collections: dict[str, Any] = {}  # document id -> its units collection
+        chunks: dict[str, Chunk] = {}
+        chunk_vectors: dict[str, Any] = {}
         sent_rows = []
-        for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
-            meta = {k: v for k, v in meta.items() if not k.startswith("_")}
-            if meta.get("unit") == "chunk":
-                self.chunks[uid] = Chunk(uid, text, meta)
-            else:
-                sent_rows.append((uid, emb, meta, text))
-        sent_rows.sort(key=lambda r: (r[2]["doc_id"], r[2]["start"]))
+        second: dict[str, Any] = {}
+        for key in info.keys:
+            units, second_col = store.open_document(client, settings, key)
+            got = units.get(include=["embeddings", "metadatas", "documents"])
+            for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
+                meta = {k: v for k, v in meta.items() if not k.startswith("_")}
+                if meta.get("unit") == store.RECORD_ID:
+                    self.all_documents[str(meta["doc_id"])] = _document(key, meta)
+                    self._collections[str(meta["doc_id"])] = units
+                elif meta.get("unit") == "chunk":
+                    chunks[uid] = Chunk(uid, text, meta)
+                    chunk_vectors[uid] = emb
+                else:
+                    sent_rows.append((uid, emb, meta, text))
+            if second_col is not None and settings.second_model:
+                got2 = second_col.get(include=["embeddings"])
+                second.update(zip(got2["ids"], got2["embeddings"], strict=True))
+        sent_rows.sort(key=lambda r: (str(r[2]["doc_id"]), int(r[2]["start"])))
+        sentences: list[Sentence] = []
+        vectors: list[Any] = []
         for uid, emb, meta, text in sent_rows:
-            parent = self.chunks.get(meta.get("parent", ""))
-            if parent is None:
+            if meta.get("parent", "") not in chunks:
                 continue
-            parent.sentences.append(len(self.sentences))
-            self.sentences.append(Sentence(uid, text, parent.id, int(meta["start"]), int(meta["end"])))
+            sentences.append(Sentence(uid, text, str(meta["parent"]), int(meta["start"]), int(meta["end"])))
             vectors.append(emb)
-        self.sentence_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
-        self.documents = self._documents(client, info)
-        self._dense = self._dense_retriever(col)
+        self._all_chunks = chunks
+        self._chunk_vectors = chunk_vectors
+        self._all_sentences = sentences
+        self._all_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
+        self._second_model, self._all_second = self._second(second, sentences)
+        self._doc_rows: dict[str, list[int]] = {}
+        for i, x in enumerate(sentences):
+            self._doc_rows.setdefault(str(chunks[x.parent].meta.get("doc_id")), []).append(i)
+        self._doc_chunks: dict[str, list[str]] = {}
+        for cid, c in chunks.items():
+            self._doc_chunks.setdefault(str(c.meta.get("doc_id")), []).append(cid)
+        self._reranker = self._load_reranker()
+        self._setup(tuple(self.all_documents))
+
+    def view(self, doc_ids: tuple[str, ...]) -> Retriever:
+        """This retriever confined to `doc_ids` (known ids of this index)."""
+        new = copy.copy(self)
+        new.__dict__.pop("word_cases", None)  # a cached property of the wider view
+        new._setup(doc_ids)
+        return new
+
+    def _setup(self, doc_ids: tuple[str, ...]) -> None:
+        self.scope = tuple(doc_ids)
+        every = len(doc_ids) == len(self.all_documents)
+        self.documents = {d: self.all_documents[d] for d in doc_ids}
+        rows = [i for d in doc_ids for i in self._doc_rows.get(d, [])]
+        self.sentences = [self._all_sentences[i] for i in rows]
+        self.chunks = {}
+        for d in doc_ids:
+            for cid in self._doc_chunks.get(d, []):
+                c = self._all_chunks[cid]
+                self.chunks[cid] = Chunk(c.id, c.text, c.meta)
+        for n, x in enumerate(self.sentences):
+            self.chunks[x.parent].sentences.append(n)
+        take = np.asarray(rows, dtype=np.int64)
+        self.sentence_matrix = self._all_matrix if every else self._all_matrix[take].reshape(len(rows), -1)
+        self.second_matrix = self._all_second if every else self._all_second[take].reshape(len(rows), -1)
+        self._dense = self._dense_retrievers(doc_ids)
+        self._chunk_ids: list[str] = []
+        self._chunk_matrix = np.zeros((0, 0), dtype="float32")
+        if not self._dense:  # a wide scope: the same cosine, computed exactly over the loaded vectors
+            self._chunk_ids = list(self.chunks)
+            m = np.asarray([self._chunk_vectors[c] for c in self._chunk_ids], dtype="float32").reshape(len(self._chunk_ids), -1)
+            self._chunk_matrix = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
         self._authors = {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author")}
-        self._second_model, self.second_matrix = self._second(client, info)
         self.sentence_language = [
             self.chunks[x.parent].meta.get("language")
             or self.documents.get(str(self.chunks[x.parent].meta.get("doc_id")), {}).get("language", "")
             for x in self.sentences
         ]
         self.idf = self._idf()
-        self.equivalents = self._lexicon(client, info)
-        self._reranker = self._load_reranker()
+        self.equivalents = self._lexicon(doc_ids)
 
     @functools.cached_property
     def word_cases(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -157,40 +213,29 @@ class Retriever:
             + tail
         )
 
-    def _second(self, client: Any, info: Any) -> tuple[Any, np.ndarray]:
-        """The second embedder (USE) and its vectors of every sentence, in `self.sentences` order.
+    def _second(self, found: dict[str, Any], sentences: list[Sentence]) -> tuple[Any, np.ndarray]:
+        """The second embedder (USE) and its vectors of every sentence, in `sentences` order.
         Its scores spread wider than e5's and it errs differently, so both feed the answer models.
-        The vectors come from the build (computed at index time); an older build without them
-        gets them computed here once."""
+        The vectors come from the build (computed at index time); any missing are computed here."""
         if not self.settings.second_model:
-            return None, np.zeros((len(self.sentences), 0), dtype="float32")
-        from index import store
+            return None, np.zeros((len(sentences), 0), dtype="float32")
         from index.embed import load_one
 
         model = load_one(self.settings.second_model, self.settings.embed_threads)
-        ids = [s.id for s in self.sentences]
-        col = store._get(client, info.collection + store.SECOND_SUFFIX)
-        found: dict[str, Any] = {}
-        if col is not None and ids:
-            got = col.get(ids=ids, include=["embeddings"])
-            found = dict(zip(got["ids"], got["embeddings"], strict=True))
-        missing = [s for s in self.sentences if s.id not in found]
+        missing = [x for x in sentences if x.id not in found]
         if missing:
-            for s, v in zip(missing, model.get_text_embedding_batch([s.text for s in missing]), strict=True):
-                found[s.id] = v
-        matrix = np.asarray([found[i] for i in ids], dtype="float32").reshape(len(ids), -1)
+            for x, v in zip(missing, model.get_text_embedding_batch([x.text for x in missing]), strict=True):
+                found[x.id] = v
+        matrix = np.asarray([found[x.id] for x in sentences], dtype="float32").reshape(len(sentences), -1)
         return model, matrix
 
-    def _lexicon(self, client: Any, info: Any) -> dict[str, list[str]]:
-        import json
-
-        from index import store
-
-        col = store._get(client, info.collection + store.LEXICON_SUFFIX)
-        if col is None:
-            return {}
-        got = col.get(ids=["lexicon"], include=["documents"])
-        return json.loads(got["documents"][0]) if got["documents"] else {}
+    def _lexicon(self, doc_ids: tuple[str, ...]) -> dict[str, list[str]]:
+        """Dictionary equivalents of the scoped documents' words (merged)."""
+        merged: dict[str, set[str]] = {}
+        for d in doc_ids:
+            for k, v in self.all_documents[d]["lexicon"].items():
+                merged.setdefault(k, set()).update(v)
+        return {k: sorted(v) for k, v in merged.items()}
 
     def second_query(self, query: str) -> np.ndarray:
         if self._second_model is None:
@@ -198,16 +243,6 @@ class Retriever:
         return np.asarray(self._second_model.get_query_embedding(query), dtype="float32")
 
     # ---- loading -------------------------------------------------------------------------
-    def _documents(self, client: Any, info: Any) -> dict[str, dict[str, str]]:
-        docs_col = client.get_collection(info.collection + "-docs")
-        got = docs_col.get(include=["metadatas"])
-        docs = {m["doc_id"]: {"source": m["source"], "cleaned": m.get("cleaned", "")} for m in got["metadatas"]}
-        from chatbot.language import detect_language
-
-        for d in docs.values():
-            d["language"] = detect_language(d["cleaned"][:2000], self.settings.languages)
-        return docs
-
     def _idf(self) -> dict[str, float]:
         """Inverse sentence frequency of folded words: rare words say more about which sentence answers."""
         from chatbot.question import folded_words
@@ -219,19 +254,47 @@ class Retriever:
         n = max(1, len(self.sentences))
         return {w: float(np.log((n + 1) / (c + 0.5))) for w, c in counts.items()}
 
-    def _dense_retriever(self, col: Any) -> Any:
+    def _dense_retrievers(self, doc_ids: tuple[str, ...]) -> list[Any]:
+        """llama-index retrievers over the scope's own Chroma collections; none for a scope wider
+        than `dense_collections_max`, which is scored in memory instead (one query per collection
+        would grow with the scope)."""
+        if len(doc_ids) > self.settings.dense_collections_max:
+            return []
         from llama_index.core import VectorStoreIndex
         from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        # readers never split or insert: without a transformation of its own, llama-index builds its
-        # default splitter, whose tokenizer (tiktoken) takes ~0.4 s to load
-        index = VectorStoreIndex.from_vector_store(
-            ChromaVectorStore(chroma_collection=col), embed_model=self.embedder, transformations=[_unchanged()]
-        )
-        k = min(self.settings.dense_top_k, len(self.chunks))
-        filters = MetadataFilters(filters=[ExactMatchFilter(key="unit", value="chunk")])
-        return index.as_retriever(similarity_top_k=k, filters=filters)
+        out = []
+        for d in doc_ids:
+            n = len(self._doc_chunks.get(d, []))
+            if not n:
+                continue
+            # readers never split or insert: without a transformation of its own, llama-index builds its
+            # default splitter, whose tokenizer (tiktoken) takes ~0.4 s to load
+            index = VectorStoreIndex.from_vector_store(
+                ChromaVectorStore(chroma_collection=self._collections[d]),
+                embed_model=self.embedder,
+                transformations=[_unchanged()],
+            )
+            filters = MetadataFilters(filters=[ExactMatchFilter(key="unit", value="chunk")])
+            out.append(index.as_retriever(similarity_top_k=min(self.settings.dense_top_k, n), filters=filters))
+        return out
+
+    def dense_scores(self, query: str, qvec: np.ndarray) -> dict[str, float]:
+        """Cosine of the best chunks of the scope (Chroma through llama-index, or in memory)."""
+        if not self._dense:
+            if not self._chunk_ids:
+                return {}
+            scores = self._chunk_matrix @ (qvec / max(float(np.linalg.norm(qvec)), 1e-12))
+            top = np.argsort(-scores)[: self.settings.dense_top_k]
+            return {self._chunk_ids[i]: float(scores[i]) for i in top}
+        from llama_index.core.schema import QueryBundle
+
+        found: dict[str, float] = {}
+        bundle = QueryBundle(query, embedding=qvec.tolist())
+        for retriever in self._dense:
+            found.update({n.node.node_id: float(n.score or 0.0) for n in retriever.retrieve(bundle)})
+        return dict(sorted(found.items(), key=lambda kv: -kv[1])[: self.settings.dense_top_k])
 
     def _bm25_retriever(self) -> Any:
         import logging
@@ -264,18 +327,15 @@ class Retriever:
         return np.asarray(self.embedder.get_query_embedding(text), dtype="float32")
 
     def search(self, query: str, qvec: np.ndarray, about_readers: bool | None = None) -> list[Hit]:
-        from llama_index.core.schema import QueryBundle
-
         s = self.settings
         try:
-            found = self._dense.retrieve(QueryBundle(query, embedding=qvec.tolist()))
+            dense = self.dense_scores(query, qvec)
         except Exception as exc:  # a Chroma server that went away: say so, the next call may succeed again
             from chatbot.errors import StoreUnavailable
 
             raise StoreUnavailable(
                 f"the Chroma store did not answer: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
             ) from exc
-        dense = {n.node.node_id: float(n.score or 0.0) for n in found}
         bm25 = {n.node.node_id: float(n.score or 0.0) for n in self._bm25.retrieve(query)} if query.strip() else {}
         sent_scores = self.sentence_matrix @ qvec if len(self.sentences) else np.zeros(0)
         best_sent: dict[str, float] = {}
@@ -328,6 +388,27 @@ class Retriever:
 
     def corpus_text(self) -> str:
         return "\n".join(c.text for c in self.chunks.values())
+
+
+def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
+    """What the index knows of a document (title, language, date, source, lexicon…), from its record."""
+    import json
+
+    return {
+        "key": key,
+        "source": m.get("source", ""),
+        "cleaned": m.get("cleaned", ""),
+        "language": m.get("language", ""),
+        "title": m.get("title", ""),
+        "author": m.get("author", ""),
+        "date": m.get("date", ""),
+        "url": m.get("url", ""),
+        "units": int(m.get("units", 0)),
+        "added_at": int(m.get("added_at", 0)),
+        "kind": m.get("kind", "article"),
+        "headings": json.loads(m.get("headings") or "[]"),
+        "lexicon": json.loads(m.get("lexicon") or "{}"),
+    }
 
 
 def _lexical_text(c: Chunk) -> str:

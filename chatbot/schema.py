@@ -27,6 +27,8 @@ class Citation:
     author: str = ""
     heading: str = ""
     highlight: tuple[int, int] | None = None  # the answer span, relative to text
+    document: str = ""  # the id of the document quoted
+    document_title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,8 +1,11 @@
-"""The indexing pipeline: read -> parse -> chunk -> embed -> store, then switch the pointer.
+"""The indexing pipeline: read -> parse -> chunk -> embed -> store, one document at a time.
 
-Simplifies: an index is always rebuilt whole into a fresh collection (embeddings of unchanged
-units are copied from the previous build, so only new text is embedded), and the set of documents
-is the default corpus plus every file added earlier, whose raw text is kept in the store.
+Simplifies: all documents share one units collection; each unit carries its document's *key*
+(a fingerprint of the document's text, id and every setting that shapes its units). Adding a
+document writes its units, then moves the pointer to a manifest that lists it; removing one moves
+the pointer to a manifest without it. Readers see only what the manifest lists, so a crash
+between the two steps leaves the previous index in use, and a document's units are written
+once: an add costs the same at 1 document or 1,000. Units nobody lists any more are dropped later.
 """
 
 from __future__ import annotations
@@ -11,26 +14,37 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.errors import CorpusError
+from chatbot.errors import CorpusError, UnknownDocument
 from chatbot.settings import Settings
 from index import store
 from index.chunk import Unit, chunk_document
-from index.parse import parse_file
+from index.parse import ParsedDocument, parse_file, parse_text
 
-PIPELINE_VERSION = "9"  # 9: units carry their document id (was "None" for all)
+PIPELINE_VERSION = "10"  # 10: one shared units collection; documents added and removed one by one
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000
+EMBED_BATCH = 16
 
 
 @dataclass(frozen=True)
 class SourceDoc:
-    doc_id: str
-    source: str
+    """A document as read from its file: the id it is known by and its raw text."""
+
+    doc_id: str  # the page's canonical URL, else the file stem ("ai-investments-2024.fr")
+    source: str  # the file name
     raw: str
+    title: str = ""
+    author: str = ""
+    date: str = ""
+    url: str = ""
+    text: str = ""  # what the line parser reads (an HTML page's extracted text); empty: parse `raw` by its extension
+
+    def parsed(self) -> ParsedDocument:
+        return parse_text(self.text, source=self.source) if self.text else parse_file(self.source, self.raw)
 
 
 @dataclass
@@ -41,10 +55,11 @@ class BuildReport:
     added: list[str]
     embedded: int
     seconds: float
+    removed: list[str] = field(default_factory=list)
 
 
 def read_document(path: Path) -> SourceDoc:
-    """A file's text, or CorpusError with a reason a person can act on."""
+    """A file's text and id, or CorpusError with a reason a person can act on."""
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
     if not path.is_file():
@@ -65,29 +80,64 @@ def read_document(path: Path) -> SourceDoc:
         raw = data.decode("latin-1")
     if not raw.strip():
         raise CorpusError(f"{path}: empty document")
-    return SourceDoc(hashlib.sha1(data).hexdigest()[:16], path.name, raw)
+    return from_text(path.name, raw)
 
 
-def fingerprint(docs: Sequence[SourceDoc], embedder_id: str, settings: Settings) -> str:
+def from_text(source: str, raw: str) -> SourceDoc:
+    """The document a file named `source` holding `raw` is; HTML pages go through trafilatura."""
+    stem = Path(source).stem
+    if source.lower().endswith((".html", ".htm")):
+        from index.html import extract_page
+
+        page = extract_page(raw)
+        return SourceDoc(page.url or stem, source, raw, page.title, page.author, page.date, page.url, page.text)
+    return SourceDoc(stem, source, raw)
+
+
+def expand(paths: Sequence[Path]) -> list[Path]:
+    """Files named, and the supported files inside folders named (sorted, recursively)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED)
+            if not found:
+                raise CorpusError(f"{p}: no {', '.join(SUPPORTED)} files in this folder")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def document_key(doc: SourceDoc, collection: str, embedder_id: str, settings: Settings) -> str:
+    """Changes when anything that shapes the document's units changes (its text, its id, the models,
+    the chunking, this pipeline, the collection it lives in)."""
     parts = {
-        "docs": sorted(d.doc_id for d in docs),
+        "id": doc.doc_id,
+        "source": doc.source,
+        "raw": hashlib.sha256(doc.raw.encode("utf-8", "surrogatepass")).hexdigest(),
         "embedder": embedder_id,
         "second": settings.second_model,
+        "lexicon": settings.lexicon,
         "chunk": [settings.chunk_max_chars, settings.chunk_max_tokens],
         "pipeline": PIPELINE_VERSION,
+        "collection": collection,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def stored_documents(client: Any, info: store.IndexInfo | None) -> list[SourceDoc]:
-    """Documents kept in the current index (to carry them into the next build)."""
+def stored_documents(client: Any, info: store.IndexInfo | None, settings: Settings) -> list[SourceDoc]:
+    """Documents of the current index, from the store."""
     if info is None:
         return []
-    col = store._get(client, info.collection + "-docs")
-    if col is None:
-        return []
-    got = col.get(include=["metadatas", "documents"])
-    return [SourceDoc(m["doc_id"], m["source"], doc) for m, doc in zip(got["metadatas"], got["documents"], strict=True)]
+    records = store.document_records(client, settings, info.keys)
+    return [from_record(r) for r in records]
+
+
+def from_record(r: dict[str, Any]) -> SourceDoc:
+    m = r["meta"]
+    return SourceDoc(
+        m["doc_id"], m["source"], r["raw"], m.get("title", ""), m.get("author", ""), m.get("date", ""), m.get("url", "")
+    )
 
 
 def build(
@@ -98,70 +148,213 @@ def build(
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     lock_timeout: float = 0.0,
+    remove: Sequence[str] = (),
 ) -> BuildReport:
-    """Bring the index up to date with the corpus + stored + new files; one writer at a time."""
+    """Bring the index up to date: the corpus, documents kept from earlier adds, `files` (added or
+    replacing the document of the same id), minus `remove` (ids). One writer at a time."""
     t0 = time.perf_counter()
-    new_docs = [read_document(Path(f)) for f in files]  # fail before touching the store
+    new_docs = [read_document(Path(f)) for f in expand(files)]  # fail before touching the store
+    _no_clashes(new_docs)
     with store.writer_lock(settings, timeout=lock_timeout):
         client = _open_for_writing(settings, rebuild, warn)
         current = store.read_pointer(client, settings)
-        corpus = [read_document(Path(p)) for p in settings.corpus]
-        corpus_ids = {d.doc_id for d in corpus}
-        stored = stored_documents(client, current)
-        _settle_pending(settings, {d.doc_id for d in stored}, warn)
-        kept = kept_documents(settings)
-        known = corpus_ids | {d.doc_id for d in stored}
-        unbuilt = [d.source for d in kept if d.doc_id not in known]
-        if unbuilt and warn:
-            warn(f"note: {len(unbuilt)} kept document(s) in {settings.data_dir / 'documents'} are not in the current index; building them in: {', '.join(unbuilt)}")
-        docs: dict[str, SourceDoc] = {}
-        for d in [*corpus, *stored, *kept]:
-            docs.setdefault(d.doc_id, d)
-        added = [d.source for d in new_docs if d.doc_id not in docs]
-        for d in new_docs:
-            docs.setdefault(d.doc_id, d)
         if embedder is None:
             from index.embed import load_embedder
 
             embedder = load_embedder(settings.embed_model, settings.embed_fallbacks, settings.embed_threads, warn=warn)
-        fp = fingerprint(list(docs.values()), embedder.model_id, settings)
-        if current is not None and current.fingerprint == fp and not rebuild:
-            return BuildReport("unchanged", current, len(docs), [], 0, time.perf_counter() - t0)
+        fresh = rebuild or current is None or current.embedder != embedder.model_id
+        collection = store.series_name(settings) if fresh else current.collection  # type: ignore[union-attr]
+        listed: dict[str, str] = {} if fresh or current is None else dict(current.documents)
+        removed: set[str] = set(current.removed) if current is not None else set()
+        for doc_id in remove:
+            if doc_id not in listed:
+                raise UnknownDocument(f"no document {doc_id!r} in the index; `python app.py index list` shows their ids")
+            del listed[doc_id]
+            removed.add(doc_id)
+        removed -= {d.doc_id for d in new_docs}
 
-        units: list[Unit] = []
-        cleaned: dict[str, str] = {}
-        for d in docs.values():
-            parsed = parse_file(d.source, d.raw)
-            if not parsed.records:
-                raise CorpusError(f"{d.source}: no text found to index")
-            units.extend(chunk_document(parsed, d.doc_id, settings.chunk_max_chars, settings.chunk_max_tokens, embedder.count_tokens))
-            cleaned[d.doc_id] = parsed.text
-        vectors = _reuse_embeddings(client, current, embedder.model_id, units)
-        todo = [u for u in units if u.id not in vectors]
-        batch = 16
-        for i in range(0, len(todo), batch):
-            part = todo[i : i + batch]
-            for u, v in zip(part, embedder.get_text_embedding_batch([u.embed_text for u in part]), strict=True):
-                vectors[u.id] = v
-            if progress:
-                progress(min(i + batch, len(todo)), len(todo))
-        second = _second_vectors(settings, client, current, units)
-        lexicon = _lexicon(settings, cleaned)
+        # what the index should hold: what it holds, the corpus and kept files it lacks, the new files
+        wanted: dict[str, SourceDoc] = {}
+        if fresh and current is not None:
+            wanted.update({d.doc_id: d for d in stored_documents(client, current, settings)})
+        for path in settings.corpus:
+            d = read_document(Path(path))
+            if d.doc_id not in removed:
+                wanted[d.doc_id] = d
+        _settle_pending(settings, set(listed), warn)
+        for d in kept_documents(settings, skip=set(listed) | set(wanted) | {d.doc_id for d in new_docs}, warn=warn):
+            if d.doc_id not in removed:
+                wanted[d.doc_id] = d
+        for d in new_docs:
+            wanted[d.doc_id] = d
+        todo = {
+            d.doc_id: (d, k)
+            for d in wanted.values()
+            if (k := document_key(d, collection, embedder.model_id, settings)) != listed.get(d.doc_id)
+        }
+        if not todo and not remove and current is not None and not fresh:
+            return BuildReport("unchanged", current, len(listed), [], 0, time.perf_counter() - t0)
+
+        embedded = 0
+        written: dict[str, int] = {}
         pending: list[Path] = []
         try:
-            pending = keep_documents(settings, [d for d in docs.values() if d.doc_id not in corpus_ids])
-            info = _write(client, settings, fp, embedder.model_id, units, vectors, list(docs.values()), cleaned, second, lexicon)
-            store.write_pointer(client, settings, info)
-        except Exception as exc:  # chroma raises its own error types for disk and permission trouble
-            from chatbot.errors import StoreUnavailable
-
+            # kept first, as NAME.pending: a kill from here to the pointer's move leaves no half-added document
+            pending = keep_documents(settings, [d for d, _ in todo.values() if not _is_corpus(settings, d)])
+            for n, (d, key) in enumerate(todo.values()):
+                written[key], count = _write_document(settings, client, collection, d, key, embedder)
+                embedded += count
+                if progress:
+                    progress(n + 1, len(todo))
+            manifest = {**listed, **{doc_id: key for doc_id, (_, key) in todo.items()}}
+            gone = [key for doc_id, key in listed.items() if manifest.get(doc_id) != key] + [
+                k for i, k in (current.documents if current is not None and not fresh else ()) if i in remove
+            ]
+            units = (
+                (0 if fresh or current is None else current.units)
+                - store.units_of(client, settings, gone)
+                + sum(written.values())
+            )
+            info = store.IndexInfo(
+                collection,
+                store.manifest_fingerprint(embedder.model_id, manifest),
+                embedder.model_id,
+                units,
+                int(time.time() * 1000),
+                tuple(sorted(manifest.items())),
+                tuple(sorted(removed)),
+            )
+            store.write_pointer(client, settings, info, previous=current)
+        except Exception as exc:
             for path in pending:
                 path.unlink(missing_ok=True)
-            raise StoreUnavailable(f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged") from exc
-        for path in pending:  # in the index now: kept for good
-            path.replace(path.with_suffix(""))
-        store.prune(client, settings, keep={info.collection, current.collection if current else ""})
-        return BuildReport("built", info, len(docs), added, len(todo), time.perf_counter() - t0)
+            if isinstance(exc, CorpusError):
+                raise
+            from chatbot.errors import StoreUnavailable
+
+            # chroma raises its own error types for disk and permission trouble
+            raise StoreUnavailable(
+                f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged"
+            ) from exc
+        for path in pending:  # in the index now: kept for good, replacing an older file of the same id
+            final = path.with_name(path.name.removesuffix(PENDING))
+            for older in final.parent.glob(final.name.split("__", 1)[0] + "__*"):
+                if older != final and not older.name.endswith((PENDING, ".tmp")):
+                    older.unlink(missing_ok=True)
+            path.replace(final)
+        for doc_id in remove:
+            _forget(settings, doc_id)
+        store.prune(client, settings, keep=info, previous=current)
+        added = [d.source for d, _ in todo.values()]
+        return BuildReport("built", info, len(manifest), added, embedded, time.perf_counter() - t0, list(remove))
+
+
+def remove_documents(
+    settings: Settings, ids: Sequence[str], warn: Callable[[str], None] | None = None, lock_timeout: float = 0.0
+) -> BuildReport:
+    """Take documents out of the index (and their kept files); nothing else is touched."""
+    return build(settings, remove=ids, warn=warn, lock_timeout=lock_timeout, embedder=_NoEmbedder.for_current(settings))
+
+
+class _NoEmbedder:
+    """Removal embeds nothing: it only needs the served embedder's id (loading a model takes seconds)."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    @classmethod
+    def for_current(cls, settings: Settings) -> Any:
+        from chatbot.errors import IndexNotReady
+
+        info = store.read_pointer(store.make_client(settings), settings)
+        if info is None:
+            raise IndexNotReady("no index yet: nothing to remove")
+        return cls(info.embedder)
+
+
+def _no_clashes(docs: Sequence[SourceDoc]) -> None:
+    seen: dict[str, str] = {}
+    for d in docs:
+        if d.doc_id in seen and seen[d.doc_id] != d.source:
+            raise CorpusError(
+                f"{seen[d.doc_id]} and {d.source} would both be the document {d.doc_id!r}: add them one at a time, or rename one"
+            )
+        seen[d.doc_id] = d.source
+
+
+def _is_corpus(settings: Settings, d: SourceDoc) -> bool:
+    return any(Path(p).name == d.source for p in settings.corpus)
+
+
+def _write_document(settings: Settings, client: Any, collection: str, d: SourceDoc, key: str, embedder: Any) -> tuple[int, int]:
+    """Units, vectors and the record of one document under `key`; (units, vectors computed)."""
+    parsed = d.parsed()
+    if not parsed.records:
+        raise CorpusError(f"{d.source}: no text found to index")
+    units = chunk_document(parsed, d.doc_id, settings.chunk_max_chars, settings.chunk_max_tokens, embedder.count_tokens, salt=key)
+    vectors: dict[str, list[float]] = {}
+    for i in range(0, len(units), EMBED_BATCH):
+        part = units[i : i + EMBED_BATCH]
+        for u, v in zip(part, embedder.get_text_embedding_batch([u.embed_text for u in part]), strict=True):
+            vectors[u.id] = v
+    second = _second_vectors(settings, units)
+    from chatbot.language import detect_language
+
+    title = d.title or parsed.title
+    meta = {
+        "doc_id": d.doc_id,
+        "doc_key": key,
+        "source": d.source,
+        "title": title if title != d.source else Path(d.source).stem,
+        "author": d.author,
+        "date": d.date or _date(parsed),
+        "url": d.url,
+        "language": detect_language(parsed.text[:2000], settings.languages),
+        "units": len(units),
+        "collection": collection,
+        "added_at": int(time.time() * 1000),
+        "cleaned": parsed.text,
+        "lexicon": json.dumps(_lexicon(settings, parsed.text), ensure_ascii=False),
+        "kind": _kind(d, parsed),
+        "headings": json.dumps([r.text for r in parsed.records if r.kind == "heading"][:12], ensure_ascii=False),
+    }
+    store.write_document(client, settings, key, d.raw, meta, _nodes(units, vectors, key), second)
+    return len(units), len(units)
+
+
+def _date(parsed: ParsedDocument) -> str:
+    """The publication date a byline line near the top gives (ISO or day-month-year), if any."""
+    import re
+
+    for r in parsed.records[:6]:
+        m = re.search(r"\b(\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{4})\b", r.text) if r.kind == "byline" else None
+        if m:
+            return m.group(1)
+    return ""
+
+
+def _kind(d: SourceDoc, parsed: ParsedDocument) -> str:
+    """ "article" for a news page (HTML, or a text that opens with a headline), else "document"."""
+    if d.source.lower().endswith((".html", ".htm")):
+        return "article"
+    if d.source.lower().endswith((".md", ".markdown")):
+        return "document"
+    return "article" if parsed.records and parsed.records[0].kind == "headline" else "document"
+
+
+def _nodes(units: list[Unit], vectors: dict[str, list[float]], key: str) -> list[Any]:
+    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
+
+    nodes: list[BaseNode] = []
+    for u in units:
+        node = TextNode(id_=u.id, text=u.text, metadata={**u.meta, "unit": u.unit, "doc_key": key}, embedding=vectors[u.id])
+        # llama-index's Chroma store writes the node's source document into doc_id (else "None"
+        # for every unit, and all documents look like one)
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=str(u.meta["doc_id"]))
+        node.excluded_embed_metadata_keys = list(node.metadata)
+        node.excluded_llm_metadata_keys = list(node.metadata)
+        nodes.append(node)
+    return nodes
 
 
 def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], None] | None) -> Any:
@@ -188,139 +381,93 @@ def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], N
 PENDING = ".pending"  # a document kept for a build whose pointer has not moved yet
 
 
+def _kept_name(settings: Settings, d: SourceDoc) -> Path:
+    return settings.data_dir / "documents" / f"{hashlib.sha1(d.doc_id.encode()).hexdigest()[:16]}__{Path(d.source).name}"
+
+
 def keep_documents(settings: Settings, docs: Sequence[SourceDoc]) -> list[Path]:
     """Added documents are also kept as files in data_dir/documents, so a damaged store loses none.
     A new one is written as NAME.pending, which the caller renames to NAME once the pointer names a
     build holding it: an indexer killed before that leaves no half-added document (the next one
     drops the pending file). Returns the pending files."""
-    folder = settings.data_dir / "documents"
     pending = []
     for d in docs:
-        path = folder / f"{d.doc_id}__{Path(d.source).name}"
-        if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(d.raw, encoding="utf-8")
-            tmp.replace(path.with_name(path.name + PENDING))  # atomic: a crash never leaves half a file under a kept name
-            pending.append(path.with_name(path.name + PENDING))
+        path = _kept_name(settings, d)
+        if path.exists() and path.read_text(encoding="utf-8") == d.raw:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(d.raw, encoding="utf-8")
+        tmp.replace(path.with_name(path.name + PENDING))  # atomic: a crash never leaves half a file under a kept name
+        pending.append(path.with_name(path.name + PENDING))
     return pending
 
 
-def _settle_pending(settings: Settings, stored: set[str], warn: Callable[[str], None] | None) -> None:
-    """Pending files left by a killed indexer (the writer lock is held: none is in use): kept if the
-    pointer had moved to a build holding the document, else dropped, saying so."""
+def _forget(settings: Settings, doc_id: str) -> None:
+    """A removed document's kept file goes too, so no later build brings it back."""
+    prefix = hashlib.sha1(doc_id.encode()).hexdigest()[:16] + "__"
     folder = settings.data_dir / "documents"
+    for path in folder.glob(prefix + "*") if folder.is_dir() else []:
+        path.unlink(missing_ok=True)
+
+
+def _settle_pending(settings: Settings, listed: set[str], warn: Callable[[str], None] | None) -> None:
+    """Pending files left by a killed indexer (the writer lock is held: none is in use): kept if the
+    pointer had moved to a manifest listing the document, else dropped, saying so."""
+    folder = settings.data_dir / "documents"
+    hashes = {hashlib.sha1(i.encode()).hexdigest()[:16] for i in listed}
     for path in sorted(folder.glob(f"*__*{PENDING}")) if folder.is_dir() else []:
-        doc_id, _, source = path.name.removesuffix(PENDING).partition("__")
-        if doc_id in stored:
-            path.replace(path.with_suffix(""))
+        prefix, _, source = path.name.removesuffix(PENDING).partition("__")
+        if prefix in hashes:
+            path.replace(path.with_name(path.name.removesuffix(PENDING)))
             continue
         path.unlink(missing_ok=True)
         if warn:
-            warn(f"note: {source} was not added: the indexer adding it was interrupted; run `python app.py index {source}` again to add it")
+            warn(
+                f"note: {source} was not added: the indexer adding it was interrupted; run `python app.py index add {source}` again to add it"
+            )
 
 
-def kept_documents(settings: Settings) -> list[SourceDoc]:
+def kept_documents(
+    settings: Settings, skip: set[str] | None = None, warn: Callable[[str], None] | None = None
+) -> list[SourceDoc]:
+    """Documents kept in data_dir/documents whose id is not in `skip` (those the index already lists).
+    Pending files are skipped (see _settle_pending)."""
     folder = settings.data_dir / "documents"
     if not folder.is_dir():
         return []
+    skip_hashes = {hashlib.sha1(i.encode()).hexdigest()[:16] for i in (skip or set())}
     out = []
     for path in sorted(folder.glob("*__*")):
-        if path.suffix in (".tmp", PENDING):
+        if path.name.endswith((".tmp", PENDING)) or path.name.split("__", 1)[0] in skip_hashes:
             continue
-        doc_id, _, source = path.name.partition("__")
-        out.append(SourceDoc(doc_id, source, path.read_text(encoding="utf-8")))
+        out.append(from_text(path.name.partition("__")[2], path.read_text(encoding="utf-8")))
+    if out and warn:
+        warn(
+            f"note: {len(out)} kept document(s) in {folder} are not in the current index; building them in: {', '.join(d.source for d in out)}"
+        )
     return out
 
 
-def _reuse_embeddings(client: Any, current: store.IndexInfo | None, model_id: str, units: list[Unit]) -> dict[str, list[float]]:
-    if current is None or current.embedder != model_id:
-        return {}
-    col = store._get(client, current.collection)
-    if col is None:
-        return {}
-    got = col.get(ids=[u.id for u in units], include=["embeddings"])
-    return {i: list(map(float, e)) for i, e in zip(got["ids"], got["embeddings"], strict=True)}
-
-
-def _second_vectors(settings: Settings, client: Any, current: store.IndexInfo | None, units: list[Unit]) -> dict[str, list[float]]:
+def _second_vectors(settings: Settings, units: list[Unit]) -> dict[str, list[float]]:
     """Vectors of the second embedder (USE), computed here once so no serving process recomputes
-    them at start-up; unchanged units reuse the previous build's."""
+    them at start-up."""
     if not settings.second_model:
         return {}
     from index.embed import load_one
 
-    reused: dict[str, list[float]] = {}
-    old = store._get(client, current.collection + store.SECOND_SUFFIX) if current is not None else None
-    if old is not None:
-        got = old.get(ids=[u.id for u in units], include=["embeddings"])
-        reused = {i: list(map(float, e)) for i, e in zip(got["ids"], got["embeddings"], strict=True)}
-    todo = [u for u in units if u.id not in reused]
-    if todo:
-        model = load_one(settings.second_model, settings.embed_threads)
-        texts = [u.embed_text if u.unit == "chunk" else u.text for u in todo]
-        for u, v in zip(todo, model.get_text_embedding_batch(texts), strict=True):
-            reused[u.id] = list(map(float, v))
-    return reused
+    model = load_one(settings.second_model, settings.embed_threads)
+    texts = [u.embed_text if u.unit == "chunk" else u.text for u in units]
+    return {u.id: list(map(float, v)) for u, v in zip(units, model.get_text_embedding_batch(texts), strict=True)}
 
 
-def _lexicon(settings: Settings, cleaned: dict[str, str]) -> dict[str, list[str]]:
-    """Dictionary equivalents (other language -> corpus word) of the corpus vocabulary."""
+def _lexicon(settings: Settings, cleaned: str) -> dict[str, list[str]]:
+    """Dictionary equivalents (other language -> document word) of the document's vocabulary."""
     if not settings.lexicon:
         return {}
     from chatbot import lexicon
     from chatbot.question import folded_words
 
     graph = lexicon.load(settings.cache_dir)
-    vocabulary = {w for text in cleaned.values() for w in folded_words(text) if len(w) >= 3}
+    vocabulary = {w for w in folded_words(cleaned) if len(w) >= 3}
     return lexicon.for_corpus(vocabulary, graph)
-
-
-def _write(
-    client: Any,
-    settings: Settings,
-    fp: str,
-    model_id: str,
-    units: list[Unit],
-    vectors: dict[str, list[float]],
-    docs: list[SourceDoc],
-    cleaned: dict[str, str],
-    second: dict[str, list[float]] | None = None,
-    lexicon: dict[str, list[str]] | None = None,
-) -> store.IndexInfo:
-    from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    name = f"{settings.collection_prefix}-build-{fp[:12]}-{int(time.time() * 1000)}"
-    meta = {"complete": False, "fingerprint": fp, "embedder": model_id}
-    col = client.create_collection(name, configuration={"hnsw": {"space": "cosine"}}, metadata=meta, embedding_function=None)
-    docs_col = client.create_collection(name + "-docs", metadata={"complete": False}, embedding_function=None)
-    docs_col.add(
-        ids=[d.doc_id for d in docs],
-        embeddings=[[1.0] for _ in docs],
-        documents=[d.raw for d in docs],
-        metadatas=[{"doc_id": d.doc_id, "source": d.source, "cleaned": cleaned[d.doc_id]} for d in docs],
-    )
-    nodes: list[BaseNode] = []
-    for u in units:
-        node = TextNode(id_=u.id, text=u.text, metadata={**u.meta, "unit": u.unit}, embedding=vectors[u.id])
-        # llama-index's Chroma store writes the node's source document into doc_id (else "None"
-        # for every unit, and all documents look like one)
-        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=str(u.meta["doc_id"]))
-        node.excluded_embed_metadata_keys = list(node.metadata)
-        node.excluded_llm_metadata_keys = list(node.metadata)
-        nodes.append(node)
-    vs = ChromaVectorStore(chroma_collection=col)
-    for i in range(0, len(nodes), 256):
-        vs.add(nodes[i : i + 256])
-    if lexicon:
-        lex = client.create_collection(name + store.LEXICON_SUFFIX, metadata={"complete": True}, embedding_function=None)
-        lex.add(ids=["lexicon"], embeddings=[[1.0]], documents=[json.dumps(lexicon, ensure_ascii=False)])
-    if second:
-        sec = client.create_collection(name + store.SECOND_SUFFIX, metadata={"model": settings.second_model}, embedding_function=None)
-        ids = [u.id for u in units if u.id in second]
-        for i in range(0, len(ids), 1024):
-            part = ids[i : i + 1024]
-            sec.add(ids=part, embeddings=[second[x] for x in part])
-    col.modify(metadata={**meta, "complete": True, "units": len(units)})
-    return store.IndexInfo(name, fp, model_id, len(units), int(time.time() * 1000))

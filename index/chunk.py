@@ -44,10 +44,10 @@ def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
         pos = 0
         last = 0
         for m in _SENT_END.finditer(line):
-            candidate = line[last : m.start() + (1 if line[m.start()] in "»”\"" else 0)]
+            candidate = line[last : m.start() + (1 if line[m.start()] in '»”"' else 0)]
             if _ABBREV.search(line[: m.start()]):
                 continue
-            end = m.start() + (len(m.group(0)) - len(m.group(0).lstrip("»”\"")))
+            end = m.start() + (len(m.group(0)) - len(m.group(0).lstrip('»”"')))
             if candidate.strip():
                 spans.append((offset + line_start + last, offset + line_start + end))
             last = m.end()
@@ -79,8 +79,10 @@ def chunk_document(
     max_chars: int = 1200,
     max_tokens: int = 480,
     count_tokens: Callable[[str], int] | None = None,
+    salt: str = "",
 ) -> list[Unit]:
-    """Chunks and sentences of one parsed document. No chunk's embedding text exceeds max_tokens."""
+    """Chunks and sentences of one parsed document. No chunk's embedding text exceeds max_tokens.
+    `salt` (the document's key) makes unit ids unique to this version of the document."""
     count = count_tokens or (lambda s: len(s) // 3)
     units: list[Unit] = []
     for rec in doc.records:
@@ -117,7 +119,7 @@ def chunk_document(
             }
             if rec.kind == "comment_count":
                 meta["count"] = rec.extra.get("count", "")
-            chunk_id = _hash(doc_id, str(start), text)
+            chunk_id = _hash(salt + doc_id, str(start), text)
             embed_text = _embed_text(rec, text)
             units.append(Unit(chunk_id, "chunk", text, embed_text, start, end, dict(meta, embed_text=embed_text)))
             for s0, s1 in group:

@@ -57,7 +57,10 @@ def advice(exc: BaseException) -> str:
     text = f"{type(exc).__name__} {exc}".lower()
     if any(k in text for k in ("readonly", "read-only", "permission", "errno 13", "errno 30")):
         return " — the data folder is not writable: fix its permissions or set CHATBOT_DATA_DIR to a writable folder"
-    if any(k in text for k in ("no space", "disk is full", "file too large", "errno 28", "errno 27", "database or disk is full", "disk i/o")):
+    if any(
+        k in text
+        for k in ("no space", "disk is full", "file too large", "errno 28", "errno 27", "database or disk is full", "disk i/o")
+    ):
         return " — writing to the disk failed (is it full?): free some space and retry"
     if any(k in text for k in ("malformed", "not a database", "corrupt", "file is encrypted")):
         return " — the store looks damaged: run `python app.py index --rebuild` to set it aside and rebuild"
@@ -71,38 +74,74 @@ def _short(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    collection: str
-    fingerprint: str
+    collection: str  # a name for this version of the index (the documents live in collections of their own)
+    fingerprint: str  # of the manifest: changes whenever a document is added, replaced or removed
     embedder: str
     units: int
     built_at: int  # milliseconds; an int survives the metadata round trip exactly
+    documents: tuple[tuple[str, str], ...] = ()  # (document id, document key), sorted
+    removed: tuple[str, ...] = ()  # ids taken out on purpose: the corpus does not bring them back
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for _, k in self.documents]
+
+    def names(self) -> set[str]:
+        """What a reader of this index leases: its documents' keys."""
+        return set(self.keys)
 
 
-SECOND_SUFFIX = "-second"  # the second embedder's vectors of a build, beside it
-LEXICON_SUFFIX = "-lexicon"  # dictionary equivalents of the build's vocabulary
+SECOND_SUFFIX = "-second"  # the second embedder's vectors of a document, beside its units
+RECORD_ID = "document"  # the record, among a document's units, holding its raw text and metadata
 
 
 def pointer_name(settings: Settings) -> str:
     return f"{settings.collection_prefix}-pointer"
 
 
+def series_name(settings: Settings) -> str:
+    """A name for a series of builds that started afresh (a first build, a rebuild, another
+    embedder); it is part of every document key, so a rebuild rewrites every document."""
+    return f"{settings.collection_prefix}-series-{int(time.time() * 1000)}"
+
+
+def document_collection(settings: Settings, key: str) -> str:
+    """Each version of each document has its own collection, written once and never changed:
+    an embedded Chroma serves a collection another process writes to from a stale cache
+    ("Error finding id"), while one it opens after it was written reads right."""
+    return f"{settings.collection_prefix}-d-{key}"
+
+
+def manifest_fingerprint(embedder: str, manifest: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps([embedder, sorted(manifest.items())]).encode()).hexdigest()
+
+
 def read_pointer(client: Any, settings: Settings) -> IndexInfo | None:
-    """The complete index readers should use, or None."""
+    """The index readers should use, or None (none yet, or one of an older layout)."""
     try:
         pc = _get(client, pointer_name(settings))
         if pc is None:
             return None
-        got = pc.get(ids=[POINTER_ID], include=["metadatas"])
+        got = pc.get(ids=[POINTER_ID], include=["metadatas", "documents"])
         if not got["ids"]:
             return None
         meta = got["metadatas"][0]
-        info = IndexInfo(meta["collection"], meta["fingerprint"], meta["embedder"], int(meta["units"]), int(meta["built_at"]))
+        manifest = json.loads(got["documents"][0])
+        if "documents" not in manifest:
+            return None  # a build of the previous layout: the next `index` rebuilds from the kept files
+        return IndexInfo(
+            meta["collection"],
+            meta["fingerprint"],
+            meta["embedder"],
+            int(meta["units"]),
+            int(meta["built_at"]),
+            tuple((str(i), str(k)) for i, k in manifest["documents"]),
+            tuple(str(i) for i in manifest.get("removed", [])),
+        )
     except Exception as exc:
         raise StoreUnavailable(f"cannot read the index pointer: {_short(exc)}") from exc
-    col = _get(client, info.collection)
-    if col is None or not (col.metadata or {}).get("complete") or col.count() != info.units:
-        return None
-    return info
 
 
 def _get(client: Any, name: str) -> Any:
@@ -112,7 +151,9 @@ def _get(client: Any, name: str) -> Any:
         return None
 
 
-def write_pointer(client: Any, settings: Settings, info: IndexInfo) -> None:
+def write_pointer(client: Any, settings: Settings, info: IndexInfo, previous: IndexInfo | None = None) -> None:
+    """The commit point: one record names the manifest readers use. The previous manifest's
+    documents ride along so the next prune keeps them for readers still switching."""
     pc = client.get_or_create_collection(pointer_name(settings), metadata={"hnsw:space": "cosine"})
     meta = {
         "collection": info.collection,
@@ -121,27 +162,95 @@ def write_pointer(client: Any, settings: Settings, info: IndexInfo) -> None:
         "units": info.units,
         "built_at": info.built_at,
     }
-    pc.upsert(ids=[POINTER_ID], embeddings=[[1.0]], documents=[json.dumps(meta)], metadatas=[meta])
+    manifest = {
+        "documents": [list(x) for x in info.documents],
+        "removed": list(info.removed),
+        "previous": sorted(previous.keys) if previous is not None else [],
+    }
+    pc.upsert(ids=[POINTER_ID], embeddings=[[1.0]], documents=[json.dumps(manifest)], metadatas=[meta])
 
 
 def open_current(settings: Settings, client: Any = None) -> tuple[Any, IndexInfo]:
-    """(collection, info) of the current complete index, or IndexNotReady."""
+    """(client, info) of the current index, or IndexNotReady."""
     client = client or make_client(settings)
     info = read_pointer(client, settings)
     if info is None:
         raise IndexNotReady("no complete index yet: run `python app.py index` first")
-    return client.get_collection(info.collection), info
+    return client, info
 
 
-def prune(client: Any, settings: Settings, keep: set[str]) -> None:
-    """Drop old build collections, keeping `keep` (the current and the previous one) and every
-    build a running reader holds a fresh lease on (see `reader_lease`)."""
-    prefix = settings.collection_prefix + "-build-"
+def open_document(client: Any, settings: Settings, key: str) -> tuple[Any, Any]:
+    """(units, second) collections of the document `key`, or IndexNotReady naming what to do."""
+    units = _get(client, document_collection(settings, key))
+    if units is None or not (units.metadata or {}).get("complete"):
+        raise IndexNotReady("the index is damaged (a document's units are missing): run `python app.py index --rebuild`")
+    return units, _get(client, document_collection(settings, key) + SECOND_SUFFIX)
+
+
+def write_document(
+    client: Any, settings: Settings, key: str, raw: str, meta: dict[str, Any], nodes: list[Any], second: dict[str, list[float]]
+) -> None:
+    """One document's units, second vectors and record, in collections of its own, marked complete
+    last. Leftovers of an earlier attempt killed midway are dropped first; readers see none of it
+    until the pointer lists the key."""
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    name = document_collection(settings, key)
+    for old in (name, name + SECOND_SUFFIX):
+        if _get(client, old) is not None:
+            client.delete_collection(old)
+    if second:
+        sec = client.create_collection(name + SECOND_SUFFIX, embedding_function=None)
+        ids = list(second)
+        for i in range(0, len(ids), 1024):
+            part = ids[i : i + 1024]
+            sec.add(ids=part, embeddings=[second[x] for x in part])
+    units = client.create_collection(
+        name, configuration={"hnsw": {"space": "cosine"}}, metadata={"complete": False, "doc_key": key}, embedding_function=None
+    )
+    vs = ChromaVectorStore(chroma_collection=units)
+    for i in range(0, len(nodes), 256):
+        vs.add(nodes[i : i + 256])
+    dim = len(nodes[0].embedding) if nodes else 1
+    units.add(ids=[RECORD_ID], embeddings=[[1.0] + [0.0] * (dim - 1)], documents=[raw], metadatas=[{**meta, "unit": RECORD_ID}])
+    units.modify(metadata={"complete": True, "doc_key": key, "units": len(nodes)})
+
+
+def document_records(client: Any, settings: Settings, keys: list[str]) -> list[dict[str, Any]]:
+    """The records ({"key", "raw", "meta"}) of the documents `keys` that exist, in that order."""
+    out = []
+    for key in keys:
+        col = _get(client, document_collection(settings, key))
+        got = col.get(ids=[RECORD_ID], include=["metadatas", "documents"]) if col is not None else {"ids": []}
+        if got["ids"]:
+            out.append({"key": key, "raw": got["documents"][0], "meta": got["metadatas"][0]})
+    return out
+
+
+def units_of(client: Any, settings: Settings, keys: list[str]) -> int:
+    return sum(int(r["meta"].get("units", 0)) for r in document_records(client, settings, keys))
+
+
+def count_units(client: Any, settings: Settings, keys: list[str]) -> int:
+    """How many units the documents `keys` really have in the store (health checks)."""
+    total = 0
+    for key in keys:
+        col = _get(client, document_collection(settings, key))
+        total += max(0, col.count() - 1) if col is not None else 0
+    return total
+
+
+def prune(client: Any, settings: Settings, keep: IndexInfo, previous: IndexInfo | None = None) -> None:
+    """Drop what no manifest in use lists: documents replaced or removed, builds of the previous
+    layout. Kept: the current and the previous manifest, and every document a running reader holds
+    a fresh lease on (see `reader_lease`)."""
+    prefix = settings.collection_prefix
     with _readers_guard(settings, exclusive=True):  # no reader takes a lease between reading them and dropping
-        keep = keep | leased(settings)
+        held = set(keep.keys) | (set(previous.keys) if previous is not None else set()) | leased(settings)
         for col in client.list_collections():
             name = col if isinstance(col, str) else col.name
-            if name.startswith(prefix) and not any(name in (k, k + "-docs", k + SECOND_SUFFIX, k + LEXICON_SUFFIX) for k in keep):
+            key = name.removeprefix(f"{prefix}-d-").removesuffix(SECOND_SUFFIX) if name.startswith(f"{prefix}-d-") else None
+            if name.startswith(f"{prefix}-build-") or (key is not None and key not in held):
                 try:
                     client.delete_collection(name)
                 except Exception:
@@ -185,7 +294,12 @@ def reader_lease(settings: Settings) -> Iterator[None]:
 def write_lease(settings: Settings, collections: set[str]) -> None:
     """Record (or renew: the time is the heartbeat) the builds this process reads."""
     path = _lease_path(settings)
-    data = {"pid": os.getpid(), "host": socket.gethostname(), "collections": sorted(c for c in collections if c), "heartbeat": time.time()}
+    data = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "collections": sorted(c for c in collections if c),
+        "heartbeat": time.time(),
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -253,7 +367,9 @@ def writer_lock(settings: Settings, timeout: float = 0.0) -> Iterator[None]:
                 try:
                     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held until the with-block ends)
                 except OSError as exc:
-                    raise StoreUnavailable(f"cannot write to the data folder {settings.data_dir}: {exc.strerror}{advice(exc)}") from exc
+                    raise StoreUnavailable(
+                        f"cannot write to the data folder {settings.data_dir}: {exc.strerror}{advice(exc)}"
+                    ) from exc
                 holder = _holder(fh)
                 try:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -17,8 +17,8 @@ def test_build_then_unchanged(fresh_settings: object, e5: object) -> None:
     again = build_mod.build(fresh_settings, embedder=e5)  # type: ignore[arg-type]
     assert again.status == "unchanged" and again.info == first.info
     forced = build_mod.build(fresh_settings, rebuild=True, embedder=e5)  # type: ignore[arg-type]
-    assert forced.status == "built" and forced.embedded == 0  # embeddings reused by content id
-    assert forced.info.collection != first.info.collection
+    assert forced.status == "built" and forced.info.units == first.info.units
+    assert forced.info.collection != first.info.collection  # everything rewritten into a new collection
 
 
 def test_adding_documents(fresh_settings: object, e5: object, tmp_path: Path) -> None:
@@ -70,15 +70,16 @@ def test_crash_mid_build_keeps_previous_index(
     assert bot.index_info == base.info
 
 
-def test_incomplete_collection_is_not_served(fresh_settings: object, e5: object) -> None:
+def test_index_with_a_missing_document_says_to_rebuild(fresh_settings: object, e5: object) -> None:
+    from chatbot.core import Chatbot
+
     base = build_mod.build(fresh_settings, embedder=e5)  # type: ignore[arg-type]
     client = store.make_client(fresh_settings)  # type: ignore[arg-type]
-    col = client.get_collection(base.info.collection)
-    col.modify(metadata={**(col.metadata or {}), "complete": False})
-    assert store.read_pointer(client, fresh_settings) is None  # type: ignore[arg-type]
-    with pytest.raises(IndexNotReady):
-        store.open_current(fresh_settings, client)  # type: ignore[arg-type]
-    assert build_mod.build(fresh_settings, embedder=e5).status == "built"  # type: ignore[arg-type]
+    client.delete_collection(store.document_collection(fresh_settings, base.info.keys[0]))  # type: ignore[arg-type]
+    with pytest.raises(IndexNotReady, match="--rebuild"):
+        Chatbot(fresh_settings, embedder=e5)  # type: ignore[arg-type]
+    assert build_mod.build(fresh_settings, rebuild=True, embedder=e5).status == "built"  # type: ignore[arg-type]
+    assert Chatbot(fresh_settings, embedder=e5).answer("Combien Databricks a-t-il levé ?").answered  # type: ignore[arg-type]
 
 
 def test_no_index_is_a_clear_error(fresh_settings: object, e5: object) -> None:

@@ -63,6 +63,21 @@ class AskRequest(BaseModel):
         description="The question, in French, English or German.", examples=["How much did AI startups raise in 2024?"]
     )
     history: list[HistoryItem] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
+    document: (
+        Annotated[Text, Field(max_length=2_000)]
+        | Annotated[list[Annotated[Text, Field(max_length=2_000)]], Field(max_length=50)]
+        | None
+    ) = Field(
+        None,
+        description="Answer only from this document (its id, or its page URL), or from these; "
+        "404 if one is not indexed. Absent: every document.",
+        examples=["ai-investments-2024.fr"],
+    )
+    page: Annotated[Text, Field(max_length=2_000)] | None = Field(
+        None,
+        description="The URL of the page asking (the widget sends its canonical link): answers come from the "
+        "document indexed under that URL, or from every document when none is. Ignored when `document` is given.",
+    )
 
 
 class CitationOut(BaseModel):
@@ -76,6 +91,8 @@ class CitationOut(BaseModel):
     author: str = ""
     heading: str = ""
     highlight: list[int] | None = Field(None, description="The answer span [start, end) inside `text`.")
+    document: str = Field("", description="The id of the document the passage comes from.")
+    document_title: str = ""
 
 
 class AnswerOut(BaseModel):
@@ -109,11 +126,27 @@ class Health(BaseModel):
     pid: int = Field(description="The worker process that answered (several with `serve --workers N`).")
 
 
+class DocumentOut(BaseModel):
+    id: str = Field(description="Stable id: the page's canonical URL, else the file name without its extension.")
+    title: str
+    language: str
+    date: str
+    author: str
+    source: str
+    url: str
+    units: int
+    added_at: int = Field(description="When this version was indexed (milliseconds since the epoch).")
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentOut]
+
+
 class ErrorOut(BaseModel):
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (413, 415, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 413, 415, 422, 429, 503)}
 
 
 def require_json(request: Request) -> None:
@@ -167,11 +200,16 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         validate(req.question, items, settings)
         return items
 
+    async def scoped_bot(req: AskRequest) -> Any:
+        """The bot confined to the request's documents (404 for an unknown one)."""
+        bot = await run_in_threadpool(holder.get)
+        return await run_in_threadpool(bot.scoped, _scope(bot, req.document, req.page))
+
     @router.post("/ask", response_model=AnswerOut, dependencies=json_only)
     async def ask(req: AskRequest) -> dict[str, Any]:
         """Answer one question (with optional history); the answer cites numbered passages."""
         items = checked_history(req)
-        bot = await run_in_threadpool(holder.get)
+        bot = await scoped_bot(req)
         answer: Answer = await to_thread.run_sync(bot.answer, req.question, items, limiter=compute)  # CPU-bound: off the loop
         return answer.to_dict()
 
@@ -190,7 +228,7 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         """The answer as server-sent events. Errors in the question are found before the stream
         starts and sent as JSON; the `final` answer is authoritative (it may revise the deltas)."""
         items = checked_history(req)
-        bot = await run_in_threadpool(holder.get)
+        bot = await scoped_bot(req)
         stream = await AnswerStream.open(bot, req.question, items, limiter=compute)
 
         async def events() -> AsyncIterator[str]:
@@ -216,10 +254,24 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         await run_in_threadpool(feedback.append, item.question, item.answer, item.rating, "api")
         return {"status": "recorded"}
 
+    @router.get("/documents", response_model=DocumentsOut)
+    async def documents() -> dict[str, Any]:
+        """The indexed documents (the served index)."""
+        bot = await run_in_threadpool(holder.get)
+        return {"documents": bot.documents()}
+
     @router.get("/messages")
-    async def ui_messages(lang: str = "en") -> dict[str, str]:
-        """Fixed interface strings for the widget, in fr, en or de (English otherwise)."""
-        return {"lang": lang if lang in messages.languages else "en", **{k: messages.get(k, lang) for k in UI_KEYS}}
+    async def ui_messages(lang: str = "en", document: str | None = None, page: str | None = None) -> dict[str, Any]:
+        """Interface strings for the widget, in fr, en or de (English otherwise). Title, welcome,
+        placeholder, examples and quote label come from the scoped document (`document` id, or the
+        asking `page` URL); `document` in the reply is the id the widget should send (or null)."""
+        from chatbot.documents import interface_words
+
+        lang = lang if lang in messages.languages else "en"
+        fixed = {k: messages.get(k, lang) for k in UI_KEYS}
+        bot = await run_in_threadpool(holder.get)
+        scoped = await run_in_threadpool(bot.scoped, _scope(bot, document, page))
+        return {"lang": lang, **fixed, **interface_words(messages, scoped.retriever.documents, lang)}
 
     known = {getattr(r, "path", "") for r in router.routes}
 
@@ -233,6 +285,22 @@ def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         raise HTTPException(404, f"no such endpoint: /api/{rest}")
 
     return router
+
+
+def _scope(bot: Any, document: str | list[str] | None, page: str | None) -> str | list[str] | None:
+    """What to confine answers to: the named documents, else the document indexed under the asking
+    page's URL, else nothing (every document). An unknown `document` is the caller's error (404);
+    an unknown page is only a page nobody indexed."""
+    from chatbot.errors import UnknownDocument
+
+    if document:
+        return document
+    if page:
+        try:
+            return bot.find_documents(page)  # type: ignore[no-any-return]
+        except UnknownDocument:
+            return None
+    return None
 
 
 def widget_router() -> APIRouter:

@@ -1,0 +1,56 @@
+"""The words an interface shows for a scope, taken from the documents, not from the code.
+
+Simplifies: a scope of one document is named by its own title; the noun is "article" for a news
+page (HTML, or a text with a headline) and "document" otherwise; example questions are built
+from templates in prompts/messages.json filled with what the document has (its headings, its
+author), so they work in every interface language without a translation model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatbot.language import Messages
+
+MAX_EXAMPLES = 3
+MAX_HEADING_CHARS = 60
+
+
+def noun_key(doc: dict[str, Any]) -> str:
+    return "noun_article" if doc.get("kind", "article") == "article" else "noun_document"
+
+
+def interface_words(messages: Messages, documents: dict[str, dict[str, Any]], lang: str) -> dict[str, Any]:
+    """Title, welcome, placeholder, examples and the quote label for `documents` (the scope), in `lang`."""
+    if len(documents) != 1:
+        count = str(len(documents))
+        return {
+            "document": None,
+            "document_title": "",
+            "title": messages.get("title", lang) if not documents else messages.get("doc_all", lang),
+            "welcome": messages.get("doc_welcome_many", lang, count=count),
+            "placeholder": messages.get("placeholder", lang),
+            "thinking": messages.get("thinking", lang),
+            "examples": [],
+            "quote_label": messages.get("quote_label", lang),
+        }
+    doc_id, doc = next(iter(documents.items()))
+    key = noun_key(doc)
+    noun = messages.get(key, lang)
+    fmt = {"noun": noun, "noun_the": noun}
+    title = str(doc.get("title") or doc_id)
+    examples = [messages.get("doc_example_about", lang, **fmt)]
+    for heading in doc.get("headings", [])[:1]:
+        examples.append(messages.get("doc_example_heading", lang, heading=heading[:MAX_HEADING_CHARS], **fmt))
+    if doc.get("author"):
+        examples.append(messages.get("doc_example_author", lang, **fmt))
+    return {
+        "document": doc_id,
+        "document_title": title,
+        "title": messages.get("doc_title", lang, **fmt),
+        "welcome": messages.get("doc_welcome", lang, title=title, **fmt),
+        "placeholder": messages.get("doc_placeholder", lang, **fmt),
+        "thinking": messages.get("doc_thinking", lang, **fmt),
+        "examples": examples[:MAX_EXAMPLES],
+        "quote_label": messages.get("quote_label" if key == "noun_article" else "quote_label_document", lang),
+    }

@@ -1,0 +1,83 @@
+"""A news page (HTML) -> plain text in the shape a reader would paste, plus its metadata.
+
+Simplifies: trafilatura (the field's extractor for news pages) finds the main text, the title,
+author, date, canonical URL and, when present, the comments; we lay them out as title, byline,
+paragraphs, then comments, the text shape our line parser reads (and the one the answer models
+were fitted on). A page trafilatura finds nothing in falls back to its recall mode, then to
+our own tag flattener, so a short hand-written page is still indexed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_BYLINE = {"fr": "Par {author}", "en": "By {author}", "de": "Von {author}"}
+
+
+@dataclass(frozen=True)
+class Page:
+    text: str
+    title: str = ""
+    author: str = ""
+    date: str = ""
+    url: str = ""  # the canonical URL the page declares, if any
+
+
+def _extract(html: str, **mode: Any) -> Any:
+    import trafilatura
+
+    return trafilatura.bare_extraction(html, with_metadata=True, include_comments=True, include_tables=False, **mode)
+
+
+def extract_page(html: str, language: str = "", title: str = "") -> Page:
+    """The page's text and metadata; `language` picks the byline's word (detected when empty)."""
+    import logging
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)  # it logs every page it finds thin at WARNING
+    if "<body" not in html[:5000].lower():
+        html = f"<html><body>{html}</body></html>"
+    doc = _extract(html, favor_precision=True)
+    if doc is None or not _get(doc, "text"):
+        doc = _extract(html, favor_recall=True)  # short or already-clean pages look like boilerplate to precision
+    if doc is None or not _get(doc, "text"):
+        from index.parse import html_to_text
+
+        return Page(html_to_text(html), title=title)
+    title = title or _get(doc, "title")
+    author, date, body, comments = _get(doc, "author"), _get(doc, "date"), _get(doc, "text"), _get(doc, "comments")
+    if not language:
+        from chatbot.language import detect_language
+
+        language = detect_language(body[:2000])
+    lines = [title]
+    if author or date:
+        byline = _BYLINE.get(language, "By {author}").format(author=author) if author else ""
+        lines.append(" | ".join(x for x in (byline, date) if x))
+    lines += ["", body]
+    if comments:
+        lines += ["", comments]
+    text = "\n".join(lines).strip() + "\n"
+    return Page(text, title=title, author=author, date=date, url=_canonical(html) or _get(doc, "url"))
+
+
+def _get(doc: Any, key: str) -> str:
+    value = doc.get(key) if isinstance(doc, dict) else getattr(doc, key, None)
+    return str(value or "").strip()
+
+
+def _canonical(html: str) -> str:
+    """The page's <link rel="canonical" href>: trafilatura's url may be an og:url or a guess."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "link" and "canonical" in (a.get("rel") or "").lower().split() and a.get("href"):
+                found.append(str(a["href"]).strip())
+
+    parser = Links()
+    parser.feed(html[:200_000])
+    return found[0] if found else ""
