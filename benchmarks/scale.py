@@ -133,7 +133,7 @@ def run_series(label: str, settings: Settings, docs: int, work: Path) -> dict[st
     t0 = time.perf_counter()
     bot = Chatbot(settings, embedder=embedder)
     out["load_at_1_s"] = round(time.perf_counter() - t0, 2)
-    one = [(None, q) for q in QUESTIONS["ai-investments-2024.fr"]]
+    one: list[tuple[str | None, str]] = [(None, q) for q in QUESTIONS["ai-investments-2024.fr"]]
     out["query_at_1"] = latency(bot, one)
     print(f"[{label}] 1 document: {out['query_at_1']}", flush=True)
 
