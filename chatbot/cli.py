@@ -247,7 +247,7 @@ def _index_list(args: argparse.Namespace, extra: list[str]) -> int:
     if info is None:
         raise ChatbotError("no index yet: run `python app.py index` first")
     rows = []
-    for r in store.document_records(client, settings, info.keys):
+    for r in store.document_records(client, info.collection, info.keys):
         m = r["meta"]
         rows.append({k: m.get(k, "") for k in ("doc_id", "title", "language", "date", "author", "source", "url", "units")})
         rows[-1]["id"] = rows[-1].pop("doc_id")

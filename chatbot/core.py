@@ -145,7 +145,7 @@ class Chatbot:
 
         new = copy.copy(self)
         new._views, new._views_lock = OrderedDict(), threading.Lock()
-        new.retriever = Retriever(self.settings, self.embedder, client)
+        new.retriever = Retriever(self.settings, self.embedder, client, previous=self.retriever)
         new.extractor = Extractor(self.settings, new.retriever, self.messages, self.mentions, self.extractor.models)
         new.vocabulary = new._proper_nouns()
         return new
@@ -176,7 +176,7 @@ class Chatbot:
             return None
         wanted = [names] if isinstance(names, str) else list(names)
         docs = self.retriever.all_documents
-        by_url = {_url_key(d["url"]): i for i, d in docs.items() if d["url"]} | {_url_key(i): i for i in docs}
+        by_url = self.retriever.url_index
         out: list[str] = []
         for name in wanted:
             if not isinstance(name, str) or not name.strip():

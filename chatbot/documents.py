@@ -27,7 +27,7 @@ def interface_words(messages: Messages, documents: dict[str, dict[str, Any]], la
         return {
             "document": None,
             "document_title": "",
-            "title": messages.get("title", lang) if not documents else messages.get("doc_all", lang),
+            "title": messages.get("doc_title_many", lang),
             "welcome": messages.get("doc_welcome_many", lang, count=count),
             "placeholder": messages.get("placeholder", lang),
             "thinking": messages.get("thinking", lang),

@@ -73,15 +73,16 @@ def _acronyms(text: str, longest: int = 8) -> set[str]:
     """Initials of every run of words that starts with a capital ("Haut Conseil de l'évaluation
     de la recherche et de l'enseignement supérieur" -> "hceres"), skipping linking words."""
     words = re.findall(r"[^\W\d_]+", text)
+    folded = [fold(w) for w in words]  # once per word, not once per run it is in
     out: set[str] = set()
     for i, w in enumerate(words):
         if not w[0].isupper():
             continue
         initials = ""
-        for x in words[i : i + longest * 2]:
-            if fold(x) in _LINKING:
+        for x in folded[i : i + longest * 2]:
+            if x in _LINKING:
                 continue
-            initials += fold(x)[0]
+            initials += x[0]
             if len(initials) >= 2:
                 out.add(initials)
             if len(initials) >= longest:
@@ -534,7 +535,7 @@ class Extractor:
         if not lang:
             from chatbot.language import detect_language
 
-            lang = detect_language(doc.get("cleaned", "")[:2000] or chunk.text, self.s.languages)
+            lang = detect_language(chunk.text, self.s.languages)
             doc["language"] = lang
         return lang
 

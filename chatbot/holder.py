@@ -41,6 +41,9 @@ class BotHolder:
         self._held: set[str] = set()
         self._renewed = 0.0
         self._failed = ""  # a build that could not be loaded: not retried
+        self._snapshot: Any = None  # the store client the served bot reads (see store.make_client)
+        self._loading: Any = None
+        self._retired: list[tuple[Any, float]] = []  # (snapshot of a bot served before, closed after)
         self._reported = ""
 
     @property
@@ -93,6 +96,9 @@ class BotHolder:
         self._stop.set()
         if self._held:
             store.drop_lease(self.settings)
+        for client in [self._snapshot, *(c for c, _ in self._retired)]:
+            if client is not None:
+                store.close_snapshot(client)
 
     def check(self) -> bool:
         """Switch to the build the pointer names if it is not the served one; renew the lease.
@@ -122,6 +128,9 @@ class BotHolder:
         with self._lock:
             self._bot = new
         self._previous = (bot.index_info.names(), time.monotonic() + GRACE_SECONDS)
+        if self._snapshot is not None and self._snapshot is not self._loading:
+            self._retired.append((self._snapshot, time.monotonic() + GRACE_SECONDS))  # answers still running on it
+        self._snapshot = self._loading
         self._lease()
         log.info(
             "switched to the index %s (%d documents) in %.2fs",
@@ -139,9 +148,9 @@ class BotHolder:
         info = bot.index_info
         try:
             client = self._store()
-            sample = store.document_records(client, self.settings, info.keys[: self.settings.health_documents])
+            sample = store.document_records(client, info.collection, info.keys[: self.settings.health_documents])
             expected = sum(int(r["meta"].get("units", 0)) for r in sample)
-            found = store.count_units(client, self.settings, [r["key"] for r in sample])
+            found = store.count_units(client, info.collection, [r["key"] for r in sample])
         except Exception as exc:
             raise StoreUnavailable(f"the store cannot answer: {store._short(exc)}{store.advice(exc)}") from exc
         if found != expected or len(sample) != min(len(info.keys), self.settings.health_documents):
@@ -166,10 +175,23 @@ class BotHolder:
         return self._client
 
     def _load(self, old: Chatbot | None) -> Chatbot:
-        """A bot on the current build, leased before anything of it is read."""
+        """A bot on the current build, leased before anything of it is read, on a store snapshot of its own."""
         from index import store
 
-        client = self._store()
+        client = store.make_client(self.settings, snapshot=True)
+        try:
+            bot = self._load_on(client, old)
+        except BaseException:
+            store.close_snapshot(client)
+            raise
+        self._loading = client
+        if old is None:
+            self._snapshot = client
+        return bot
+
+    def _load_on(self, client: Any, old: Chatbot | None) -> Chatbot:
+        from index import store
+
         for _ in range(3):
             with store.reader_lease(self.settings):  # the build the pointer names cannot be pruned before it is leased
                 info = store.read_pointer(client, self.settings)
@@ -187,13 +209,19 @@ class BotHolder:
                 return bot
             with store.reader_lease(self.settings):  # the pointer moved again meanwhile: keep that one if still there
                 self._lease(*info.names(), *got.names())
-                if store.document_records(client, self.settings, got.keys[:1]) or not got.keys:
+                if store.document_records(client, got.collection, got.keys[:1]) or not got.keys:
                     return bot
         raise IndexNotReady("the index changed too fast to be loaded; retry")
 
     def _lease(self, *loading: str) -> None:
-        """Write the lease when what it names changed, else renew it now and then."""
+        """Write the lease when what it names changed, else renew it now and then; close the
+        snapshots of bots retired long enough ago."""
         from index import store
+
+        now = time.monotonic()
+        for client, _ in [r for r in self._retired if r[1] <= now]:
+            store.close_snapshot(client)
+        self._retired = [r for r in self._retired if r[1] > now]
 
         if not self._watch:
             return

@@ -66,7 +66,9 @@ class Retriever:
     """Every served document's units, loaded once; `view(ids)` is the same retriever confined to some
     documents (its own BM25, sentence rows, statistics and Chroma filter), sharing the models."""
 
-    def __init__(self, settings: Settings, embedder: Any, client: Any = None) -> None:
+    def __init__(self, settings: Settings, embedder: Any, client: Any = None, previous: Retriever | None = None) -> None:
+        """Load the current index; documents `previous` (the retriever being replaced) already
+        loaded are taken from it, so following an index that gained one document reads one document."""
         from index import store
 
         self.settings = settings
@@ -79,54 +81,42 @@ class Retriever:
                 "run `python app.py index --rebuild`"
             )
         self.info = info
-        self.all_documents: dict[str, dict[str, Any]] = {}
-        self._collections: dict[str, Any] = {}  # document id -> its units collection
+        old = previous._parts if previous is not None and previous.info.collection == info.collection else {}
+        new = _load_parts(client, settings, info.collection, [k for k in info.keys if k not in old])
+        self._parts: dict[str, _Part] = {key: old.get(key) or new[key] for key in info.keys}
+        self.all_documents = {p.doc_id: p.info for p in self._parts.values()}
+        self._units = store.open_series(client, info.collection)[0]
         chunks: dict[str, Chunk] = {}
         chunk_vectors: dict[str, Any] = {}
-        sent_rows = []
-        second: dict[str, Any] = {}
-        for key in info.keys:
-            units, second_col = store.open_document(client, settings, key)
-            got = units.get(include=["embeddings", "metadatas", "documents"])
-            for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
-                meta = {k: v for k, v in meta.items() if not k.startswith("_")}
-                if meta.get("unit") == store.RECORD_ID:
-                    self.all_documents[str(meta["doc_id"])] = _document(key, meta)
-                    self._collections[str(meta["doc_id"])] = units
-                elif meta.get("unit") == "chunk":
-                    chunks[uid] = Chunk(uid, text, meta)
-                    chunk_vectors[uid] = emb
-                else:
-                    sent_rows.append((uid, emb, meta, text))
-            if second_col is not None and settings.second_model:
-                got2 = second_col.get(include=["embeddings"])
-                second.update(zip(got2["ids"], got2["embeddings"], strict=True))
-        sent_rows.sort(key=lambda r: (str(r[2]["doc_id"]), int(r[2]["start"])))
         sentences: list[Sentence] = []
         vectors: list[Any] = []
-        for uid, emb, meta, text in sent_rows:
-            if meta.get("parent", "") not in chunks:
-                continue
-            sentences.append(Sentence(uid, text, str(meta["parent"]), int(meta["start"]), int(meta["end"])))
-            vectors.append(emb)
+        second: dict[str, Any] = {}
+        self._doc_rows: dict[str, list[int]] = {}
+        self._doc_chunks: dict[str, list[str]] = {}
+        for part in sorted(self._parts.values(), key=lambda p: p.doc_id):
+            self._doc_chunks[part.doc_id] = [c.id for c in part.chunks]
+            for c, v in zip(part.chunks, part.chunk_vectors, strict=True):
+                chunks[c.id] = c
+                chunk_vectors[c.id] = v
+            rows = self._doc_rows.setdefault(part.doc_id, [])
+            for x, v in zip(part.sentences, part.sentence_vectors, strict=True):
+                rows.append(len(sentences))
+                sentences.append(x)
+                vectors.append(v)
+            second.update(part.second)
         self._all_chunks = chunks
         self._chunk_vectors = chunk_vectors
         self._all_sentences = sentences
         self._all_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
-        self._second_model, self._all_second = self._second(second, sentences)
-        self._doc_rows: dict[str, list[int]] = {}
-        for i, x in enumerate(sentences):
-            self._doc_rows.setdefault(str(chunks[x.parent].meta.get("doc_id")), []).append(i)
-        self._doc_chunks: dict[str, list[str]] = {}
-        for cid, c in chunks.items():
-            self._doc_chunks.setdefault(str(c.meta.get("doc_id")), []).append(cid)
-        self._reranker = self._load_reranker()
+        self._second_model, self._all_second = self._second(second, sentences, previous)
+        self._reranker: Any = previous._reranker if previous is not None else self._load_reranker()
         self._setup(tuple(self.all_documents))
 
     def view(self, doc_ids: tuple[str, ...]) -> Retriever:
         """This retriever confined to `doc_ids` (known ids of this index)."""
         new = copy.copy(self)
-        new.__dict__.pop("word_cases", None)  # a cached property of the wider view
+        for name in ("word_cases", "equivalents"):  # cached properties of the wider view
+            new.__dict__.pop(name, None)
         new._setup(doc_ids)
         return new
 
@@ -162,7 +152,14 @@ class Retriever:
             for x in self.sentences
         ]
         self.idf = self._idf()
-        self.equivalents = self._lexicon(doc_ids)
+
+    @functools.cached_property
+    def url_index(self) -> dict[str, str]:
+        """Document ids by the URL keys that name them (their page URL, and an id that is a URL)."""
+        from chatbot.core import _url_key
+
+        docs = self.all_documents
+        return {_url_key(d["url"]): i for i, d in docs.items() if d["url"]} | {_url_key(i): i for i in docs}
 
     @functools.cached_property
     def word_cases(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -213,7 +210,7 @@ class Retriever:
             + tail
         )
 
-    def _second(self, found: dict[str, Any], sentences: list[Sentence]) -> tuple[Any, np.ndarray]:
+    def _second(self, found: dict[str, Any], sentences: list[Sentence], previous: Retriever | None = None) -> tuple[Any, np.ndarray]:
         """The second embedder (USE) and its vectors of every sentence, in `sentences` order.
         Its scores spread wider than e5's and it errs differently, so both feed the answer models.
         The vectors come from the build (computed at index time); any missing are computed here."""
@@ -221,7 +218,8 @@ class Retriever:
             return None, np.zeros((len(sentences), 0), dtype="float32")
         from index.embed import load_one
 
-        model = load_one(self.settings.second_model, self.settings.embed_threads)
+        model = previous._second_model if previous is not None and previous._second_model is not None else None
+        model = model or load_one(self.settings.second_model, self.settings.embed_threads)
         missing = [x for x in sentences if x.id not in found]
         if missing:
             for x, v in zip(missing, model.get_text_embedding_batch([x.text for x in missing]), strict=True):
@@ -229,11 +227,15 @@ class Retriever:
         matrix = np.asarray([found[x.id] for x in sentences], dtype="float32").reshape(len(sentences), -1)
         return model, matrix
 
-    def _lexicon(self, doc_ids: tuple[str, ...]) -> dict[str, list[str]]:
-        """Dictionary equivalents of the scoped documents' words (merged)."""
+    @functools.cached_property
+    def equivalents(self) -> dict[str, list[str]]:
+        """Dictionary equivalents of the scoped documents' words (merged), read when first needed:
+        parsing a thousand documents' maps at start-up took 2 s."""
+        import json
+
         merged: dict[str, set[str]] = {}
-        for d in doc_ids:
-            for k, v in self.all_documents[d]["lexicon"].items():
+        for d in self.scope:
+            for k, v in json.loads(self.all_documents[d]["lexicon"] or "{}").items():
                 merged.setdefault(k, set()).update(v)
         return {k: sorted(v) for k, v in merged.items()}
 
@@ -255,30 +257,33 @@ class Retriever:
         return {w: float(np.log((n + 1) / (c + 0.5))) for w, c in counts.items()}
 
     def _dense_retrievers(self, doc_ids: tuple[str, ...]) -> list[Any]:
-        """llama-index retrievers over the scope's own Chroma collections; none for a scope wider
-        than `dense_collections_max`, which is scored in memory instead (one query per collection
-        would grow with the scope)."""
-        if len(doc_ids) > self.settings.dense_collections_max:
+        """A llama-index retriever over the series' Chroma collection, filtered to the scope's
+        documents (their keys: a replaced version lingers until pruned). None past
+        `dense_store_max_units` units in the index: the scope is then scored in memory from the
+        same vectors, exactly, because a filtered Chroma query slows with the collection's size
+        (one document's key in 35,000 units: 36 ms, with the unit filter 80 ms; unfiltered 6 ms;
+        the product over its chunks: well under 1 ms)."""
+        if self.info.units > self.settings.dense_store_max_units or not self.chunks:
             return []
         from llama_index.core import VectorStoreIndex
-        from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
+        from llama_index.core.vector_stores import (
+            ExactMatchFilter,
+            FilterCondition,
+            FilterOperator,
+            MetadataFilter,
+            MetadataFilters,
+        )
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        out = []
-        for d in doc_ids:
-            n = len(self._doc_chunks.get(d, []))
-            if not n:
-                continue
-            # readers never split or insert: without a transformation of its own, llama-index builds its
-            # default splitter, whose tokenizer (tiktoken) takes ~0.4 s to load
-            index = VectorStoreIndex.from_vector_store(
-                ChromaVectorStore(chroma_collection=self._collections[d]),
-                embed_model=self.embedder,
-                transformations=[_unchanged()],
-            )
-            filters = MetadataFilters(filters=[ExactMatchFilter(key="unit", value="chunk")])
-            out.append(index.as_retriever(similarity_top_k=min(self.settings.dense_top_k, n), filters=filters))
-        return out
+        # readers never split or insert: without a transformation of its own, llama-index builds its
+        # default splitter, whose tokenizer (tiktoken) takes ~0.4 s to load
+        index = VectorStoreIndex.from_vector_store(
+            ChromaVectorStore(chroma_collection=self._units), embed_model=self.embedder, transformations=[_unchanged()]
+        )
+        keys = [str(self.documents[d]["key"]) for d in doc_ids]
+        in_scope = MetadataFilter(key="doc_key", value=keys, operator=FilterOperator.IN)
+        filters = MetadataFilters(filters=[ExactMatchFilter(key="unit", value="chunk"), in_scope], condition=FilterCondition.AND)
+        return [index.as_retriever(similarity_top_k=min(self.settings.dense_top_k, len(self.chunks)), filters=filters)]
 
     def dense_scores(self, query: str, qvec: np.ndarray) -> dict[str, float]:
         """Cosine of the best chunks of the scope (Chroma through llama-index, or in memory)."""
@@ -390,6 +395,56 @@ class Retriever:
         return "\n".join(c.text for c in self.chunks.values())
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One document's units as loaded from its collections (never changed once loaded)."""
+
+    doc_id: str
+    info: dict[str, Any]
+    chunks: list[Chunk]
+    chunk_vectors: list[Any]
+    sentences: list[Sentence]  # in text order
+    sentence_vectors: list[Any]
+    second: dict[str, Any]
+
+
+
+def _load_parts(client: Any, settings: Settings, series: str, keys: list[str]) -> dict[str, _Part]:
+    """The documents `keys` of a series, read LOAD_BATCH documents at a time."""
+    from index import store
+
+    units, second_col, docs = store.open_series(client, series)
+    out: dict[str, _Part] = {}
+    for i in range(0, len(keys), LOAD_BATCH):
+        batch = keys[i : i + LOAD_BATCH]
+        where = {"doc_key": {"$in": batch}}
+        got = units.get(where=where, include=["embeddings", "metadatas", "documents"])
+        rows: dict[str, list[tuple[str, Any, dict[str, Any], str]]] = {k: [] for k in batch}
+        for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
+            rows[str(meta.get("doc_key"))].append((uid, emb, {k: v for k, v in meta.items() if not k.startswith("_")}, text))
+        second: dict[str, Any] = {}
+        if second_col is not None and settings.second_model:
+            got2 = second_col.get(where=where, include=["embeddings"])
+            second = dict(zip(got2["ids"], got2["embeddings"], strict=True))
+        records = {r["key"]: r["meta"] for r in store.document_records(client, series, batch)}
+        for key in batch:
+            if key not in records or not rows[key]:
+                raise IndexNotReady("the index is damaged (a document's units are missing): run `python app.py index --rebuild`")
+            out[key] = _part(key, records[key], rows[key], second)
+    return out
+
+
+def _part(key: str, record: dict[str, Any], rows: list[tuple[str, Any, dict[str, Any], str]], second: dict[str, Any]) -> _Part:
+    chunks = [Chunk(uid, text, meta) for uid, _, meta, text in rows if meta.get("unit") == "chunk"]
+    vectors = [emb for _, emb, meta, _ in rows if meta.get("unit") == "chunk"]
+    ids = {c.id for c in chunks}
+    sents = sorted((r for r in rows if r[2].get("unit") != "chunk" and r[2].get("parent", "") in ids), key=lambda r: int(r[2]["start"]))
+    sentences = [Sentence(uid, text, str(meta["parent"]), int(meta["start"]), int(meta["end"])) for uid, _, meta, text in sents]
+    own_second = {x.id: second[x.id] for x in sentences if x.id in second}
+    info = _document(key, record)
+    return _Part(str(record["doc_id"]), info, chunks, vectors, sentences, [r[1] for r in sents], own_second)
+
+
 def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
     """What the index knows of a document (title, language, date, source, lexicon…), from its record."""
     import json
@@ -397,7 +452,6 @@ def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
     return {
         "key": key,
         "source": m.get("source", ""),
-        "cleaned": m.get("cleaned", ""),
         "language": m.get("language", ""),
         "title": m.get("title", ""),
         "author": m.get("author", ""),
@@ -407,7 +461,7 @@ def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
         "added_at": int(m.get("added_at", 0)),
         "kind": m.get("kind", "article"),
         "headings": json.loads(m.get("headings") or "[]"),
-        "lexicon": json.loads(m.get("lexicon") or "{}"),
+        "lexicon": m.get("lexicon") or "{}",  # JSON, parsed by `equivalents` when a scope needs it
     }
 
 

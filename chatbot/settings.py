@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         30.0  # an indexer keeps any build a server renewed its lease on (data_dir/readers) this recently
     )
     health_documents: int = 20  # /api/health counts the units of this many documents against their records
-    dense_collections_max: int = 8  # a scope of more documents is scored in memory, not by one Chroma query per document
+    dense_store_max_units: int = 5000  # up to this many units in the index, dense search is a Chroma query filtered to the scope; past it, in memory
     scope_cache: int = 64  # scoped views (one per set of documents asked about) kept ready in each process
     llm_allow_links: bool = (
         False  # generated answers may keep links, e-mails and domains their cited passages contain; off: all are removed

@@ -10,6 +10,7 @@ once: an add costs the same at 1 document or 1,000. Units nobody lists any more 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -129,7 +130,7 @@ def stored_documents(client: Any, info: store.IndexInfo | None, settings: Settin
     """Documents of the current index, from the store."""
     if info is None:
         return []
-    records = store.document_records(client, settings, info.keys)
+    records = store.document_records(client, info.collection, info.keys)
     return [from_record(r) for r in records]
 
 
@@ -177,14 +178,15 @@ def build(
         wanted: dict[str, SourceDoc] = {}
         if fresh and current is not None:
             wanted.update({d.doc_id: d for d in stored_documents(client, current, settings)})
-        for path in settings.corpus:
-            d = read_document(Path(path))
-            if d.doc_id not in removed:
-                wanted[d.doc_id] = d
         _settle_pending(settings, set(listed), warn)
-        for d in kept_documents(settings, skip=set(listed) | set(wanted) | {d.doc_id for d in new_docs}, warn=warn):
-            if d.doc_id not in removed:
-                wanted[d.doc_id] = d
+        if not remove:  # a removal writes nothing else (it loads no embedder)
+            for path in settings.corpus:
+                d = read_document(Path(path))
+                if d.doc_id not in removed:
+                    wanted[d.doc_id] = d
+            for d in kept_documents(settings, skip=set(listed) | set(wanted) | {d.doc_id for d in new_docs}, warn=warn):
+                if d.doc_id not in removed:
+                    wanted[d.doc_id] = d
         for d in new_docs:
             wanted[d.doc_id] = d
         todo = {
@@ -212,7 +214,7 @@ def build(
             ]
             units = (
                 (0 if fresh or current is None else current.units)
-                - store.units_of(client, settings, gone)
+                - store.units_of(client, collection, gone)
                 + sum(written.values())
             )
             info = store.IndexInfo(
@@ -313,12 +315,11 @@ def _write_document(settings: Settings, client: Any, collection: str, d: SourceD
         "units": len(units),
         "collection": collection,
         "added_at": int(time.time() * 1000),
-        "cleaned": parsed.text,
         "lexicon": json.dumps(_lexicon(settings, parsed.text), ensure_ascii=False),
         "kind": _kind(d, parsed),
         "headings": json.dumps([r.text for r in parsed.records if r.kind == "heading"][:12], ensure_ascii=False),
     }
-    store.write_document(client, settings, key, d.raw, meta, _nodes(units, vectors, key), second)
+    store.write_document(client, collection, key, d.raw, meta, _nodes(units, vectors, key), second)
     return len(units), len(units)
 
 
@@ -454,11 +455,17 @@ def _second_vectors(settings: Settings, units: list[Unit]) -> dict[str, list[flo
     them at start-up."""
     if not settings.second_model:
         return {}
-    from index.embed import load_one
-
-    model = load_one(settings.second_model, settings.embed_threads)
+    model = _second_model(settings.second_model, settings.embed_threads)
     texts = [u.embed_text if u.unit == "chunk" else u.text for u in units]
     return {u.id: list(map(float, v)) for u, v in zip(units, model.get_text_embedding_batch(texts), strict=True)}
+
+
+@functools.lru_cache(maxsize=2)
+def _second_model(name: str, threads: int) -> Any:
+    """Loaded once per process (0.25 s each time otherwise: a process adding many documents pays it once)."""
+    from index.embed import load_one
+
+    return load_one(name, threads)
 
 
 def _lexicon(settings: Settings, cleaned: str) -> dict[str, list[str]]:

@@ -28,8 +28,17 @@ POINTER_ID = "current"
 log = logging.getLogger(__name__)
 
 
-def make_client(settings: Settings) -> Any:
-    """A Chroma client: HttpClient when a host is set, else a PersistentClient in data_dir."""
+_snapshots: dict[int, Any] = {}  # reader snapshots open in this process, by the number in their path's spelling
+
+
+def make_client(settings: Settings, snapshot: bool = False) -> Any:
+    """A Chroma client: HttpClient when a host is set, else a PersistentClient in data_dir.
+
+    `snapshot`: a client of its own for a reader loading an index. An embedded Chroma keeps each
+    collection's vector index in memory as it was when first queried in the process, and a query
+    touching ids another process added since fails ("Error finding id"); a new client loads it
+    afresh. Chroma shares one client per path in a process, so each snapshot gets a path spelled
+    differently ("DIR/./."); `close_snapshot` it when done, which frees its spelling."""
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -46,10 +55,26 @@ def make_client(settings: Settings) -> Any:
             return client
         path = settings.data_dir / "chroma"
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        if not snapshot:
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        n = next(i for i in range(1, len(_snapshots) + 2) if i not in _snapshots)
+        client = chromadb.PersistentClient(path=str(path) + "/." * n, settings=chroma_settings)
+        _snapshots[n] = client
+        return client
     except Exception as exc:
         where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
         raise StoreUnavailable(f"cannot open the Chroma store at {where}: {_short(exc)}{advice(exc)}") from exc
+
+
+def close_snapshot(client: Any) -> None:
+    """Release a reader snapshot (its vector indexes leave memory; its path spelling is free again)."""
+    for n, c in list(_snapshots.items()):
+        if c is client:
+            del _snapshots[n]
+            try:
+                client.close()
+            except Exception as exc:  # already closed, or chroma failing to stop: nothing left to do
+                log.debug("closing a store snapshot: %s", exc)
 
 
 def advice(exc: BaseException) -> str:
@@ -74,7 +99,7 @@ def _short(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    collection: str  # a name for this version of the index (the documents live in collections of their own)
+    collection: str  # the series: its collections hold the documents (see series_name)
     fingerprint: str  # of the manifest: changes whenever a document is added, replaced or removed
     embedder: str
     units: int
@@ -87,12 +112,18 @@ class IndexInfo:
         return [k for _, k in self.documents]
 
     def names(self) -> set[str]:
-        """What a reader of this index leases: its documents' keys."""
-        return set(self.keys)
+        """What a reader of this index leases: its series and its documents' keys."""
+        return {f"series#{self.collection}", *self.keys}
 
 
-SECOND_SUFFIX = "-second"  # the second embedder's vectors of a document, beside its units
-RECORD_ID = "document"  # the record, among a document's units, holding its raw text and metadata
+UNITS_SUFFIX = "-units"  # chunks and sentences of every document of a series, with their document's key
+SECOND_SUFFIX = "-second"  # the second embedder's vectors of those units
+DOCS_SUFFIX = "-docs"  # one record per document key: raw text and metadata
+# Chroma keeps every write in its log until the collection's vector index is saved, every
+# `sync_threshold` records (1000 by default), and each write costs more as that log grows: with
+# large records (a document's text and lexicon) an add took 0.3 s at 100 documents and 0.9 s at
+# 350. The small collections are saved (and their log emptied) every few records instead.
+SMALL_COLLECTION = {"hnsw": {"sync_threshold": 8, "batch_size": 8}}
 
 
 def pointer_name(settings: Settings) -> str:
@@ -101,15 +132,9 @@ def pointer_name(settings: Settings) -> str:
 
 def series_name(settings: Settings) -> str:
     """A name for a series of builds that started afresh (a first build, a rebuild, another
-    embedder); it is part of every document key, so a rebuild rewrites every document."""
+    embedder); its collections hold every document added since, and it is part of every
+    document key, so a rebuild rewrites every document."""
     return f"{settings.collection_prefix}-series-{int(time.time() * 1000)}"
-
-
-def document_collection(settings: Settings, key: str) -> str:
-    """Each version of each document has its own collection, written once and never changed:
-    an embedded Chroma serves a collection another process writes to from a stale cache
-    ("Error finding id"), while one it opens after it was written reads right."""
-    return f"{settings.collection_prefix}-d-{key}"
 
 
 def manifest_fingerprint(embedder: str, manifest: dict[str, str]) -> str:
@@ -131,7 +156,7 @@ def read_pointer(client: Any, settings: Settings) -> IndexInfo | None:
         manifest = json.loads(got["documents"][0])
         if "documents" not in manifest:
             return None  # a build of the previous layout: the next `index` rebuilds from the kept files
-        return IndexInfo(
+        info = IndexInfo(
             meta["collection"],
             meta["fingerprint"],
             meta["embedder"],
@@ -142,6 +167,9 @@ def read_pointer(client: Any, settings: Settings) -> IndexInfo | None:
         )
     except Exception as exc:
         raise StoreUnavailable(f"cannot read the index pointer: {_short(exc)}") from exc
+    if _get(client, info.collection + DOCS_SUFFIX) is None or _get(client, info.collection + UNITS_SUFFIX) is None:
+        return None
+    return info
 
 
 def _get(client: Any, name: str) -> Any:
@@ -154,7 +182,7 @@ def _get(client: Any, name: str) -> Any:
 def write_pointer(client: Any, settings: Settings, info: IndexInfo, previous: IndexInfo | None = None) -> None:
     """The commit point: one record names the manifest readers use. The previous manifest's
     documents ride along so the next prune keeps them for readers still switching."""
-    pc = client.get_or_create_collection(pointer_name(settings), metadata={"hnsw:space": "cosine"})
+    pc = client.get_or_create_collection(pointer_name(settings), configuration=SMALL_COLLECTION, embedding_function=None)
     meta = {
         "collection": info.collection,
         "fingerprint": info.fingerprint,
@@ -179,78 +207,90 @@ def open_current(settings: Settings, client: Any = None) -> tuple[Any, IndexInfo
     return client, info
 
 
-def open_document(client: Any, settings: Settings, key: str) -> tuple[Any, Any]:
-    """(units, second) collections of the document `key`, or IndexNotReady naming what to do."""
-    units = _get(client, document_collection(settings, key))
-    if units is None or not (units.metadata or {}).get("complete"):
-        raise IndexNotReady("the index is damaged (a document's units are missing): run `python app.py index --rebuild`")
-    return units, _get(client, document_collection(settings, key) + SECOND_SUFFIX)
+def open_series(client: Any, series: str, create: bool = False) -> tuple[Any, Any, Any]:
+    """(units, second vectors, document records) collections of a series."""
+    if create:
+        return (
+            client.get_or_create_collection(series + UNITS_SUFFIX, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None),
+            client.get_or_create_collection(series + SECOND_SUFFIX, embedding_function=None),
+            client.get_or_create_collection(series + DOCS_SUFFIX, configuration=SMALL_COLLECTION, embedding_function=None),
+        )
+    cols = [_get(client, series + suffix) for suffix in (UNITS_SUFFIX, SECOND_SUFFIX, DOCS_SUFFIX)]
+    if cols[0] is None or cols[2] is None:
+        raise IndexNotReady("the index is damaged (its collections are missing): run `python app.py index --rebuild`")
+    return cols[0], cols[1], cols[2]
 
 
 def write_document(
-    client: Any, settings: Settings, key: str, raw: str, meta: dict[str, Any], nodes: list[Any], second: dict[str, list[float]]
+    client: Any, series: str, key: str, raw: str, meta: dict[str, Any], nodes: list[Any], second: dict[str, list[float]]
 ) -> None:
-    """One document's units, second vectors and record, in collections of its own, marked complete
-    last. Leftovers of an earlier attempt killed midway are dropped first; readers see none of it
-    until the pointer lists the key."""
+    """One document's record, second vectors and units, under its key. Leftovers
+    of an earlier attempt killed midway are dropped first; readers see none of it until the
+    pointer lists the key."""
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
-    name = document_collection(settings, key)
-    for old in (name, name + SECOND_SUFFIX):
-        if _get(client, old) is not None:
-            client.delete_collection(old)
-    if second:
-        sec = client.create_collection(name + SECOND_SUFFIX, embedding_function=None)
-        ids = list(second)
-        for i in range(0, len(ids), 1024):
-            part = ids[i : i + 1024]
-            sec.add(ids=part, embeddings=[second[x] for x in part])
-    units = client.create_collection(
-        name, configuration={"hnsw": {"space": "cosine"}}, metadata={"complete": False, "doc_key": key}, embedding_function=None
-    )
+    units, sec, docs = open_series(client, series, create=True)
+    if docs.get(ids=[key], include=[])["ids"]:  # an earlier attempt got this far (a lookup by id: no scan)
+        for col in (units, sec):
+            col.delete(where={"doc_key": key})
+    # the record first: a killed attempt leaves a record saying its units may exist (readers trust
+    # only keys the pointer lists, so a record alone means nothing to them)
+    docs.upsert(ids=[key], embeddings=[[1.0]], documents=[raw], metadatas=[meta])
+    ids = list(second)
+    for i in range(0, len(ids), 1024):
+        part = ids[i : i + 1024]
+        sec.add(ids=part, embeddings=[second[x] for x in part], metadatas=[{"doc_key": key}] * len(part))
     vs = ChromaVectorStore(chroma_collection=units)
     for i in range(0, len(nodes), 256):
         vs.add(nodes[i : i + 256])
-    dim = len(nodes[0].embedding) if nodes else 1
-    units.add(ids=[RECORD_ID], embeddings=[[1.0] + [0.0] * (dim - 1)], documents=[raw], metadatas=[{**meta, "unit": RECORD_ID}])
-    units.modify(metadata={"complete": True, "doc_key": key, "units": len(nodes)})
 
 
-def document_records(client: Any, settings: Settings, keys: list[str]) -> list[dict[str, Any]]:
+def document_records(client: Any, series: str, keys: list[str]) -> list[dict[str, Any]]:
     """The records ({"key", "raw", "meta"}) of the documents `keys` that exist, in that order."""
-    out = []
-    for key in keys:
-        col = _get(client, document_collection(settings, key))
-        got = col.get(ids=[RECORD_ID], include=["metadatas", "documents"]) if col is not None else {"ids": []}
-        if got["ids"]:
-            out.append({"key": key, "raw": got["documents"][0], "meta": got["metadatas"][0]})
-    return out
+    docs = _get(client, series + DOCS_SUFFIX)
+    found: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(keys), 500) if docs is not None else ():
+        got = docs.get(ids=keys[i : i + 500], include=["metadatas", "documents"])
+        for k, m, raw in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
+            found[k] = {"key": k, "raw": raw, "meta": m}
+    return [found[k] for k in keys if k in found]
 
 
-def units_of(client: Any, settings: Settings, keys: list[str]) -> int:
-    return sum(int(r["meta"].get("units", 0)) for r in document_records(client, settings, keys))
+def units_of(client: Any, series: str, keys: list[str]) -> int:
+    return sum(int(r["meta"].get("units", 0)) for r in document_records(client, series, keys))
 
 
-def count_units(client: Any, settings: Settings, keys: list[str]) -> int:
+def count_units(client: Any, series: str, keys: list[str]) -> int:
     """How many units the documents `keys` really have in the store (health checks)."""
+    units = client.get_collection(series + UNITS_SUFFIX)
     total = 0
-    for key in keys:
-        col = _get(client, document_collection(settings, key))
-        total += max(0, col.count() - 1) if col is not None else 0
+    for i in range(0, len(keys), 100):
+        total += len(units.get(where={"doc_key": {"$in": keys[i : i + 100]}}, include=[])["ids"])
     return total
 
 
 def prune(client: Any, settings: Settings, keep: IndexInfo, previous: IndexInfo | None = None) -> None:
-    """Drop what no manifest in use lists: documents replaced or removed, builds of the previous
-    layout. Kept: the current and the previous manifest, and every document a running reader holds
-    a fresh lease on (see `reader_lease`)."""
+    """Drop what no manifest in use lists: documents replaced or removed (their units, vectors and
+    record), other series, builds of the previous layout. Kept: the current and the previous
+    manifest, and every document a running reader holds a fresh lease on (see `reader_lease`)."""
     prefix = settings.collection_prefix
     with _readers_guard(settings, exclusive=True):  # no reader takes a lease between reading them and dropping
         held = set(keep.keys) | (set(previous.keys) if previous is not None else set()) | leased(settings)
+        units, sec, docs = open_series(client, keep.collection, create=True)
+        gone = [k for k in docs.get(include=[])["ids"] if k not in held]
+        for i in range(0, len(gone), 100):
+            part = gone[i : i + 100]
+            for col in (units, sec):
+                col.delete(where={"doc_key": {"$in": part}})
+            docs.delete(ids=part)
+        series = {keep.collection} | ({previous.collection} if previous is not None else set()) | {
+            n.split("#", 1)[1] for n in held if n.startswith("series#")
+        }
         for col in client.list_collections():
             name = col if isinstance(col, str) else col.name
-            key = name.removeprefix(f"{prefix}-d-").removesuffix(SECOND_SUFFIX) if name.startswith(f"{prefix}-d-") else None
-            if name.startswith(f"{prefix}-build-") or (key is not None and key not in held):
+            base = name.removesuffix(UNITS_SUFFIX).removesuffix(SECOND_SUFFIX).removesuffix(DOCS_SUFFIX)
+            other_series = name.startswith(f"{prefix}-series-") and base not in series
+            if name.startswith((f"{prefix}-build-", f"{prefix}-d-")) or other_series:
                 try:
                     client.delete_collection(name)
                 except Exception:

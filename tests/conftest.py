@@ -262,7 +262,10 @@ def flat(text: str) -> str:
 
 # Files with tests of a minute or more run first: with two workers (make test), the long ones then
 # overlap with the many short ones instead of running last, alone and silent.
-LONG_FIRST = ("test_train.py", "test_faults.py", "test_xss_corpus.py", "test_live_index.py", "test_api_fuzz.py", "test_llm_server.py")
+LONG_FIRST = (
+    "test_train.py", "test_faults.py", "test_xss_corpus.py", "test_live_index.py", "test_api_fuzz.py", "test_llm_server.py",
+    "test_web_documents.py", "test_documents.py",
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -113,13 +113,13 @@ def test_unscoped_quotes_name_their_document(mbot: Any) -> None:
 def test_adding_a_document_touches_only_its_own_units(fresh_settings: Settings, e5: object) -> None:
     base = build_mod.build(fresh_settings, embedder=e5)
     client = store.make_client(fresh_settings)
-    (record,) = store.document_records(client, fresh_settings, base.info.keys)
+    (record,) = store.document_records(client, base.info.collection, base.info.keys)
     added = build_mod.build(fresh_settings, [ARTICLES / "orion-fund-notes.md"], embedder=e5)
     assert added.added == ["orion-fund-notes.md"] and added.documents == 2
     orion_units = dict(added.info.documents)[ORION]
-    assert added.embedded == store.document_records(client, fresh_settings, [orion_units])[0]["meta"]["units"]  # only its units
+    assert added.embedded == store.document_records(client, added.info.collection, [orion_units])[0]["meta"]["units"]  # only its units
     assert dict(added.info.documents)[DEFAULT] == base.info.keys[0]  # the article was not rewritten
-    (again,) = store.document_records(client, fresh_settings, base.info.keys)
+    (again,) = store.document_records(client, base.info.collection, base.info.keys)
     assert again["meta"]["added_at"] == record["meta"]["added_at"]
     assert added.info.units == base.info.units + added.embedded
 

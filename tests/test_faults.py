@@ -28,7 +28,7 @@ def complete_index(data_dir: Path) -> store.IndexInfo | None:
     client = store.make_client(s)
     info = store.read_pointer(client, s)
     if info is not None:
-        assert store.count_units(client, s, info.keys) == info.units
+        assert store.count_units(client, info.collection, info.keys) == info.units
     return info
 
 

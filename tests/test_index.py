@@ -70,15 +70,16 @@ def test_crash_mid_build_keeps_previous_index(
     assert bot.index_info == base.info
 
 
-def test_index_with_a_missing_document_says_to_rebuild(fresh_settings: object, e5: object) -> None:
+def test_index_with_missing_collections_is_not_served_and_rebuilt(fresh_settings: object, e5: object) -> None:
     from chatbot.core import Chatbot
 
     base = build_mod.build(fresh_settings, embedder=e5)  # type: ignore[arg-type]
     client = store.make_client(fresh_settings)  # type: ignore[arg-type]
-    client.delete_collection(store.document_collection(fresh_settings, base.info.keys[0]))  # type: ignore[arg-type]
-    with pytest.raises(IndexNotReady, match="--rebuild"):
+    client.delete_collection(base.info.collection + store.UNITS_SUFFIX)
+    assert store.read_pointer(client, fresh_settings) is None  # type: ignore[arg-type]
+    with pytest.raises(IndexNotReady, match="python app.py index"):
         Chatbot(fresh_settings, embedder=e5)  # type: ignore[arg-type]
-    assert build_mod.build(fresh_settings, rebuild=True, embedder=e5).status == "built"  # type: ignore[arg-type]
+    assert build_mod.build(fresh_settings, embedder=e5).status == "built"  # type: ignore[arg-type]
     assert Chatbot(fresh_settings, embedder=e5).answer("Combien Databricks a-t-il levé ?").answered  # type: ignore[arg-type]
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger("chatbot.web")
 STATIC = Path(__file__).resolve().parent / "static"
 UI_KEYS = (
     "title", "welcome", "placeholder", "send", "new_chat", "open_chat", "close_chat", "question_label", "sources",
-    "thinking", "error_generic", "error_network", "feedback_up", "feedback_down", "feedback_thanks",
+    "thinking", "error_generic", "error_network", "feedback_up", "feedback_down", "feedback_thanks", "doc_picker", "doc_all",
 )  # fmt: skip
 
 

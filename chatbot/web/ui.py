@@ -3,6 +3,11 @@
 Simplifies: the visible chat is a pure function of a per-session list of turns (question and
 Answer) kept in gr.State; every event re-renders it. History for the core, the like/dislike
 mapping and "New chat" all read that list, never the rendered Markdown.
+
+With several documents indexed, a picker confines the answers to one of them (`/?doc=ID` preselects
+it; an id or a page URL). The picker's value is the scope: each question asks
+`holder.get().scoped(value or None)`, and the title, welcome, placeholder and examples come from
+`interface_words` for that scope. Choosing another document starts a new chat.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from chatbot.errors import ChatbotError
+from chatbot.documents import interface_words
+from chatbot.errors import ChatbotError, UnknownDocument
 from chatbot.holder import BotHolder
 from chatbot.language import Messages
 from chatbot.schema import Answer
@@ -29,6 +35,7 @@ import gradio as gr  # noqa: E402  (after the environment switch above)
 
 log = logging.getLogger("chatbot.web")
 Turns = list[dict[str, Any]]  # {"question": str, "answer": Answer | None}
+ALL = ""  # the picker's value for "every document" (no document id is empty)
 
 
 def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) -> tuple[list[dict[str, Any]], list[int]]:
@@ -77,13 +84,66 @@ def core_history(turns: Turns, settings: Settings) -> list[dict[str, str]]:
     return out
 
 
+def document_choices(documents: list[dict[str, Any]], all_label: str) -> list[tuple[str, str]]:
+    """The picker's (label, value) pairs: every document by its title (with its file when two share
+    one), after an "all documents" choice when there are several."""
+    titles = [str(d.get("title") or d["id"]) for d in documents]
+    choices = [
+        (f"{t} ({d.get('source') or d['id']})" if titles.count(t) > 1 else t, str(d["id"]))
+        for t, d in zip(titles, documents, strict=True)
+    ]
+    return [(all_label, ALL), *choices] if len(choices) > 1 else choices
+
+
 def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> gr.Blocks:
     lang = settings.default_language
     examples = [
         q for code in ("en", "fr", "de") for q in messages.get("example_questions", code).split("\n")[: 2 if code == "en" else 1]
     ]
 
-    async def respond(message: str, turns: Turns) -> AsyncIterator[tuple[Any, Any, Turns]]:
+    def title_html(text: str) -> str:
+        return f"<h1>{html.escape(text)}</h1>"
+
+    def scope_view(bot: Any, doc: str, clear: bool) -> tuple[Any, Any, Any]:
+        """Title, chat (its welcome and examples) and question box for a scope; `clear`: emptied too
+        (not on page load, where a question typed meanwhile must survive)."""
+        words = interface_words(messages, bot.scoped(doc or None).retriever.documents, lang)
+        chat: dict[str, Any] = {"placeholder": inert(words["welcome"]), "examples": [{"text": q} for q in words["examples"]]}
+        box: dict[str, Any] = {"placeholder": words["placeholder"]}
+        if clear:
+            chat["value"], box["value"] = [], ""
+        return title_html(words["title"]), gr.update(**chat), gr.update(**box)
+
+    def on_load(request: gr.Request) -> tuple[Any, ...]:
+        """The documents of the served index in the picker, `?doc=` preselected, and the scope's words."""
+        bot = holder.get()
+        documents = bot.documents()
+        choices = document_choices(documents, messages.get("doc_all", lang))
+        doc = ALL if len(choices) > 1 else (choices[0][1] if choices else ALL)
+        wanted = (request.query_params.get("doc") or "").strip() if request is not None else ""
+        if wanted:
+            try:
+                ids = bot.find_documents(wanted)
+                if ids and len(ids) == 1:
+                    doc = ids[0]
+            except UnknownDocument as exc:
+                gr.Warning(str(exc))
+        picker = gr.update(choices=choices, value=doc, visible=len(choices) > 1)
+        return (picker, *scope_view(bot, doc, clear=False), doc)
+
+    def on_pick(doc: str | None, current: str | None) -> tuple[Any, ...]:
+        """Another document: a new chat, with that document's words. The dropdown also reports its
+        unchanged value when it loses focus: that keeps the chat."""
+        doc = doc or ALL
+        if doc == (current or ALL):
+            return (gr.skip(),) * 5
+        try:
+            return (*scope_view(holder.get(), doc, clear=True), [], doc)
+        except UnknownDocument as exc:  # dropped from the index since the page loaded
+            gr.Warning(str(exc))
+            return (gr.skip(),) * 5
+
+    async def respond(message: str, turns: Turns, doc: str | None = ALL) -> AsyncIterator[tuple[Any, Any, Turns]]:
         question = (message or "").strip()
         if not question:
             gr.Warning(messages.get("error_empty", lang))
@@ -93,6 +153,7 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         yield "", render(turns, messages, lang)[0], turns
         try:
             bot = await run_in_threadpool(holder.get)
+            bot = await run_in_threadpool(bot.scoped, doc or None)
             stream = await AnswerStream.open(bot, question, core_history(turns[:-1], settings))
             shown = ""
             async for kind, value in stream.events(settings.stream_delay_ms / 1000, words=3):
@@ -125,11 +186,20 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
 
     with gr.Blocks(title=messages.get("title", lang), fill_height=True, fill_width=False) as demo:
         turns = gr.State([])
+        scope = gr.State(ALL)  # the picker's value the chat was started with
         with gr.Row(elem_id="topbar"):
-            gr.HTML(f"<h1>{html.escape(messages.get('title', lang))}</h1>", elem_id="title", padding=False)
+            title = gr.HTML(title_html(messages.get("title", lang)), elem_id="title", padding=False)
             new_chat = gr.Button(
                 messages.get("new_chat", lang), variant="secondary", size="sm", scale=0, min_width=110, elem_id="new-chat"
             )
+        picker = gr.Dropdown(
+            choices=[],
+            value=None,
+            label=messages.get("doc_picker", lang),
+            visible=False,  # shown on load when the index holds several documents
+            interactive=True,
+            elem_id="doc-picker",
+        )
         chat = gr.Chatbot(
             elem_id="chat",
             show_label=False,
@@ -155,9 +225,25 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
             autofocus=True,
             elem_id="question",
         )
-        box.submit(respond, [box, turns], [box, chat, turns], api_name="ask", show_progress="hidden")
+        box.submit(respond, [box, turns, picker], [box, chat, turns], api_name="ask", show_progress="hidden")
         chat.example_select(pick_example, None, box, api_visibility="private").then(
-            respond, [box, turns], [box, chat, turns], api_visibility="private", show_progress="hidden"
+            respond, [box, turns, picker], [box, chat, turns], api_visibility="private", show_progress="hidden"
+        )
+        demo.load(
+            on_load,
+            None,
+            [picker, title, chat, box, scope],
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        picker.input(
+            on_pick,
+            [picker, scope],
+            [title, chat, box, turns, scope],
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
         )
         chat.clear(lambda: [], None, turns, api_visibility="private", concurrency_limit=None)
         chat.like(on_like, [turns], None, api_visibility="private", concurrency_limit=None)

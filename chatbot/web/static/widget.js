@@ -3,6 +3,9 @@
  *
  *   <script src="http://HOST:PORT/widget.js" data-title="Ask the article" data-lang="fr" defer></script>
  *   data-mode="inline" data-target="#some-id"  renders the panel inside that element instead of a bubble.
+ *   data-document="ID"  answers only from that indexed document (its id, or its page URL). Without it,
+ *   the host page's <link rel="canonical"> is sent as `page`: the server answers from the document
+ *   indexed under that URL, or from every document when none is.
  *
  * Simplifies: the API base is this script's own origin, so the tag is the whole configuration.
  * Everything lives in a Shadow DOM (the host page's CSS cannot reach it, ours cannot leak out),
@@ -19,10 +22,27 @@
     title: attr("title"),
     lang: (attr("lang") || document.documentElement.lang || "en").slice(0, 2).toLowerCase(),
     inline: attr("mode") === "inline",
-    target: attr("target")
+    target: attr("target"),
+    document: attr("document").trim(),
+    page: ""
   };
+  if (!opts.document) opts.page = canonicalUrl();
   var MAX_HISTORY = 20; // messages sent back as context; the server enforces its own limits too
   var MAX_HISTORY_CHARS = 20000; // the server's default max_history_chars: past it, the question would be refused
+  // The host page's canonical URL (absolute, http or https only), or "" when it has none.
+  function canonicalUrl() {
+    var links = document.querySelectorAll("link[rel][href]");
+    for (var i = 0; i < links.length; i++) {
+      var rel = (links[i].getAttribute("rel") || "").toLowerCase().split(/\s+/);
+      if (rel.indexOf("canonical") < 0) continue;
+      try {
+        var url = new URL(links[i].getAttribute("href"), document.baseURI);
+        if ((url.protocol === "http:" || url.protocol === "https:") && url.href.length <= 2000) return url.href;
+      } catch (e) { /* not a URL */ }
+      return "";
+    }
+    return "";
+  }
   var S = { // replaced by /api/messages in the page's language once it answers
     title: "Ask the article", welcome: "", placeholder: "Ask a question about the article…", send: "Send",
     new_chat: "New chat", open_chat: "Open the chat", close_chat: "Close the chat", question_label: "Your question",
@@ -57,6 +77,13 @@
     ".close { font-size: 20px; line-height: 1; padding: 4px 10px; }",
     ".log { flex: 1; overflow-y: auto; padding: 12px; background: #f8fafc; }",
     ".welcome { color: #475569; margin: 4px 0 12px; }",
+    ".welcome.scope-error { color: #b91c1c; }",
+    ".examples { display: flex; flex-wrap: wrap; gap: 6px; margin: -4px 0 12px; }",
+    ".examples[hidden] { display: none; }",
+    ".example { border: 1px solid #cbd5e1; background: #fff; color: #1e3a8a; border-radius: 999px; padding: 4px 10px;",
+    "  font-size: 13px; text-align: left; overflow-wrap: anywhere; }",
+    ".example:hover { border-color: var(--article-chat-accent, #1d4ed8); }",
+    ".example:disabled { opacity: .5; cursor: default; }",
     ".msg { margin: 0 0 12px; max-width: 92%; padding: 9px 12px; border-radius: 12px; overflow-wrap: anywhere; }",
     ".user { margin-left: auto; background: #dbeafe; border-bottom-right-radius: 4px; white-space: pre-wrap; }",
     ".bot { background: #fff; border: 1px solid #e2e8f0; border-bottom-left-radius: 4px; }",
@@ -180,6 +207,11 @@
     var history = [];
     var busy = false;
     var turn = 0;
+    var examples = []; // example questions for the scope, from /api/messages
+    // What answers are confined to: the data-document id, else the id the server resolved for the
+    // page's canonical URL (once /api/messages has answered), else that URL as `page`, else nothing.
+    var scope = opts.document ? { document: opts.document } : opts.page ? { page: opts.page } : {};
+    var scopeError = "";
 
     var bubble = null;
     if (!opts.inline) {
@@ -210,8 +242,11 @@
     var log = el("div", "log");
     log.setAttribute("role", "log");
     log.setAttribute("aria-live", "polite");
+    var intro = el("div", "intro"); // stays when a new chat clears the log
     var welcome = el("p", "welcome");
-    log.appendChild(welcome);
+    var exampleBox = el("div", "examples");
+    intro.append(welcome, exampleBox);
+    log.appendChild(intro);
     var form = el("form");
     var label = el("label", "sr");
     label.htmlFor = "q";
@@ -228,7 +263,22 @@
     function applyStrings() {
       title.textContent = opts.title || S.title;
       newChat.textContent = S.new_chat;
-      welcome.textContent = S.welcome;
+      welcome.textContent = scopeError || S.welcome;
+      welcome.className = scopeError ? "welcome scope-error" : "welcome";
+      exampleBox.textContent = "";
+      if (!scopeError) {
+        examples.forEach(function (q) {
+          var b = el("button", "example", q);
+          b.type = "button";
+          b.addEventListener("click", function () {
+            if (busy || input.disabled) return;
+            input.value = q;
+            form.requestSubmit();
+          });
+          exampleBox.appendChild(b);
+        });
+      }
+      exampleBox.hidden = !examples.length || !!scopeError || log.lastChild !== intro;
       label.textContent = S.question_label;
       input.placeholder = S.placeholder;
       send.textContent = S.send;
@@ -236,9 +286,29 @@
       if (close) close.setAttribute("aria-label", S.close_chat);
     }
     applyStrings();
-    fetch(API + "/api/messages?lang=" + encodeURIComponent(opts.lang))
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (m) { if (m) { Object.keys(S).forEach(function (k) { if (typeof m[k] === "string") S[k] = m[k]; }); applyStrings(); } })
+    function query(params) {
+      return Object.keys(params).map(function (k) { return "&" + k + "=" + encodeURIComponent(params[k]); }).join("");
+    }
+    fetch(API + "/api/messages?lang=" + encodeURIComponent(opts.lang) + query(scope))
+      .then(function (r) {
+        if (r.ok) return r.json();
+        if (r.status !== 404) return null; // e.g. the index is still loading: keep the defaults
+        // an unknown data-document: every question would fail the same way, so say it now
+        return r.json().catch(function () { return null; }).then(function (err) {
+          scopeError = (err && typeof err.error === "string" && err.error) || S.error_generic;
+          input.disabled = true;
+          send.disabled = true;
+          applyStrings();
+          return null;
+        });
+      })
+      .then(function (m) {
+        if (!m) return;
+        Object.keys(S).forEach(function (k) { if (typeof m[k] === "string") S[k] = m[k]; });
+        if (Array.isArray(m.examples)) examples = m.examples.filter(function (q) { return typeof q === "string" && q; }).slice(0, 5);
+        if (!opts.document && typeof m.document === "string" && m.document) scope = { document: m.document };
+        applyStrings();
+      })
       .catch(function () { /* keep the English defaults */ });
 
     function open() {
@@ -258,7 +328,8 @@
     }
     newChat.addEventListener("click", function () {
       history = [];
-      while (log.lastChild !== welcome) log.removeChild(log.lastChild);
+      while (log.lastChild !== intro) log.removeChild(log.lastChild);
+      exampleBox.hidden = !examples.length || !!scopeError;
       input.focus();
     });
     input.addEventListener("keydown", function (ev) {
@@ -332,6 +403,7 @@
         answer.citations.forEach(function (c) {
           var d = el("details");
           d.id = "src-" + n + "-" + c.id;
+          if (typeof c.document === "string") d.setAttribute("data-document", c.document);
           d.appendChild(el("summary", "", citationLabel(c)));
           var p = el("p", "passage");
           var text = String(c.text), h = c.highlight;
@@ -372,6 +444,7 @@
     async function ask(question) {
       busy = true;
       send.disabled = true;
+      exampleBox.hidden = true;
       addMessage("user", question);
       var msg = addMessage("bot pending", S.thinking);
       var started = false;
@@ -379,7 +452,7 @@
         var res = await fetch(API + "/api/ask/stream", {
           method: "POST",
           headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-          body: JSON.stringify({ question: question, history: recentHistory() })
+          body: JSON.stringify(Object.assign({ question: question, history: recentHistory() }, scope))
         });
         if (!res.ok) {
           var err = await res.json().catch(function () { return null; });
