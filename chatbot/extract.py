@@ -9,6 +9,7 @@ answer is "the article does not seem to say", with the closest passages shown.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -148,19 +149,34 @@ class Extractor:
         self.msg = messages
         self.mentions = mentions
         self.models = models
-        self.corpus = (
-            retriever.corpus_text()
-            + "\n"
-            + " ".join(str(c.meta.get(k, "")) for c in retriever.chunks.values() for k in ("author", "speaker", "date", "title"))
-        )
-        self.corpus_words = set(re.findall(r"\w+", fold(self.corpus)))
         import bm25s.stopwords as sw
 
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
         self.default_idf = max(retriever.idf.values(), default=1.0)
 
-        self.acronyms = _acronyms(self.corpus)
-        self.years = frozenset(int(y) for y in spans.YEAR.findall(self.corpus))
+
+    # The scope's text and what is derived from it, computed when first needed: a view of one
+    # document needs its own at once, the view of a thousand documents only for an unscoped question.
+    @functools.cached_property
+    def corpus(self) -> str:
+        r = self.r
+        return (
+            r.corpus_text()
+            + "\n"
+            + " ".join(str(c.meta.get(k, "")) for c in r.chunks.values() for k in ("author", "speaker", "date", "title"))
+        )
+
+    @functools.cached_property
+    def corpus_words(self) -> set[str]:
+        return set(re.findall(r"\w+", fold(self.corpus)))
+
+    @functools.cached_property
+    def acronyms(self) -> set[str]:
+        return _acronyms(self.corpus)
+
+    @functools.cached_property
+    def years(self) -> frozenset[int]:
+        return frozenset(int(y) for y in spans.YEAR.findall(self.corpus))
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,33 +83,31 @@ class Retriever:
                 "run `python app.py index --rebuild`"
             )
         self.info = info
+        keys = info.keys
         old = previous._parts if previous is not None and previous.info.collection == info.collection else {}
-        new = _load_parts(client, settings, info.collection, [k for k in info.keys if k not in old])
-        self._parts: dict[str, _Part] = {key: old.get(key) or new[key] for key in info.keys}
+        new = _load_parts(client, settings, info.collection, [k for k in keys if k not in old])
+        self._parts: dict[str, _Part] = {key: old.get(key) or new[key] for key in keys}
         self.all_documents = {p.doc_id: p.info for p in self._parts.values()}
         self._units = store.open_series(client, info.collection)[0]
         chunks: dict[str, Chunk] = {}
         chunk_vectors: dict[str, Any] = {}
         sentences: list[Sentence] = []
-        vectors: list[Any] = []
         second: dict[str, Any] = {}
         self._doc_rows: dict[str, list[int]] = {}
         self._doc_chunks: dict[str, list[str]] = {}
-        for part in sorted(self._parts.values(), key=lambda p: p.doc_id):
+        ordered = sorted(self._parts.values(), key=lambda p: p.doc_id)
+        for part in ordered:
             self._doc_chunks[part.doc_id] = [c.id for c in part.chunks]
             for c, v in zip(part.chunks, part.chunk_vectors, strict=True):
                 chunks[c.id] = c
                 chunk_vectors[c.id] = v
-            rows = self._doc_rows.setdefault(part.doc_id, [])
-            for x, v in zip(part.sentences, part.sentence_vectors, strict=True):
-                rows.append(len(sentences))
-                sentences.append(x)
-                vectors.append(v)
+            self._doc_rows[part.doc_id] = list(range(len(sentences), len(sentences) + len(part.sentences)))
+            sentences.extend(part.sentences)
             second.update(part.second)
         self._all_chunks = chunks
         self._chunk_vectors = chunk_vectors
         self._all_sentences = sentences
-        self._all_matrix = np.asarray(vectors, dtype="float32").reshape(len(vectors), -1)
+        self._all_matrix = _stack([p.sentence_vectors for p in ordered])
         self._second_model, self._all_second = self._second(second, sentences, previous)
         self._reranker: Any = previous._reranker if previous is not None else self._load_reranker()
         self._setup(tuple(self.all_documents))
@@ -235,7 +235,7 @@ class Retriever:
 
         merged: dict[str, set[str]] = {}
         for d in self.scope:
-            for k, v in json.loads(self.all_documents[d]["lexicon"] or "{}").items():
+            for k, v in json.loads(zlib.decompress(self.all_documents[d]["lexicon"])).items():
                 merged.setdefault(k, set()).update(v)
         return {k: sorted(v) for k, v in merged.items()}
 
@@ -402,10 +402,22 @@ class _Part:
     doc_id: str
     info: dict[str, Any]
     chunks: list[Chunk]
-    chunk_vectors: list[Any]
+    chunk_vectors: np.ndarray  # float32, a row per chunk
     sentences: list[Sentence]  # in text order
-    sentence_vectors: list[Any]
-    second: dict[str, Any]
+    sentence_vectors: np.ndarray  # float32, a row per sentence
+    second: dict[str, np.ndarray]  # sentence id -> its USE vector
+
+
+# What readers use of a unit's metadata (the embedding text, say, stays in the store); strings
+# every unit of a document repeats are shared, not copied: 35,000 units took 800 MB otherwise.
+_KEEP = frozenset(
+    ("author", "date", "doc_id", "doc_key", "end", "heading", "kind", "language", "section", "source", "speaker", "start", "title", "unit", "parent", "count")
+)
+_SHARED = frozenset(("doc_id", "doc_key", "kind", "language", "section", "source", "title", "unit", "date", "author", "heading"))
+
+
+def _compact(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: sys.intern(v) if k in _SHARED and isinstance(v, str) else v for k, v in meta.items() if k in _KEEP}
 
 
 
@@ -421,7 +433,7 @@ def _load_parts(client: Any, settings: Settings, series: str, keys: list[str]) -
         got = units.get(where=where, include=["embeddings", "metadatas", "documents"])
         rows: dict[str, list[tuple[str, Any, dict[str, Any], str]]] = {k: [] for k in batch}
         for uid, emb, meta, text in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True):
-            rows[str(meta.get("doc_key"))].append((uid, emb, {k: v for k, v in meta.items() if not k.startswith("_")}, text))
+            rows[str(meta.get("doc_key"))].append((uid, emb, _compact(meta), text))
         second: dict[str, Any] = {}
         if second_col is not None and settings.second_model:
             got2 = second_col.get(where=where, include=["embeddings"])
@@ -436,13 +448,23 @@ def _load_parts(client: Any, settings: Settings, series: str, keys: list[str]) -
 
 def _part(key: str, record: dict[str, Any], rows: list[tuple[str, Any, dict[str, Any], str]], second: dict[str, Any]) -> _Part:
     chunks = [Chunk(uid, text, meta) for uid, _, meta, text in rows if meta.get("unit") == "chunk"]
-    vectors = [emb for _, emb, meta, _ in rows if meta.get("unit") == "chunk"]
+    vectors = _matrix([emb for _, emb, meta, _ in rows if meta.get("unit") == "chunk"])
     ids = {c.id for c in chunks}
     sents = sorted((r for r in rows if r[2].get("unit") != "chunk" and r[2].get("parent", "") in ids), key=lambda r: int(r[2]["start"]))
-    sentences = [Sentence(uid, text, str(meta["parent"]), int(meta["start"]), int(meta["end"])) for uid, _, meta, text in sents]
-    own_second = {x.id: second[x.id] for x in sentences if x.id in second}
+    sentences = [Sentence(uid, text, sys.intern(str(meta["parent"])), int(meta["start"]), int(meta["end"])) for uid, _, meta, text in sents]
+    own_second = {x.id: np.asarray(second[x.id], dtype="float32") for x in sentences if x.id in second}
     info = _document(key, record)
-    return _Part(str(record["doc_id"]), info, chunks, vectors, sentences, [r[1] for r in sents], own_second)
+    return _Part(str(record["doc_id"]), info, chunks, vectors, sentences, _matrix([r[1] for r in sents]), own_second)
+
+
+def _matrix(rows: list[Any]) -> np.ndarray:
+    """Rows as one float32 matrix of their own (not views keeping a whole batch from the store alive)."""
+    return np.array(rows, dtype="float32").reshape(len(rows), -1)
+
+
+def _stack(matrices: list[np.ndarray]) -> np.ndarray:
+    matrices = [m for m in matrices if len(m)]
+    return np.concatenate(matrices).astype("float32", copy=False) if matrices else np.zeros((0, 0), dtype="float32")
 
 
 def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
@@ -461,7 +483,7 @@ def _document(key: str, m: dict[str, Any]) -> dict[str, Any]:
         "added_at": int(m.get("added_at", 0)),
         "kind": m.get("kind", "article"),
         "headings": json.loads(m.get("headings") or "[]"),
-        "lexicon": m.get("lexicon") or "{}",  # JSON, parsed by `equivalents` when a scope needs it
+        "lexicon": zlib.compress((m.get("lexicon") or "{}").encode()),  # JSON, read by `equivalents` when a scope needs it
     }
 
 
