@@ -113,7 +113,19 @@ def fresh_article(folder: Path, n: int) -> Path:
     return path
 
 
-def run_series(label: str, settings: Settings, docs: int, work: Path) -> dict[str, Any]:
+def cli_add(env: dict[str, str], path: Path, doc_id: str) -> float:
+    """Seconds `python app.py index add PATH` takes, as a user meets it (a new process, models
+    loaded); the document is removed again afterwards."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "index", "add", str(path)], env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    subprocess.run([sys.executable, str(ROOT / "app.py"), "index", "remove", doc_id], env={**os.environ, **env}, capture_output=True, cwd=ROOT, check=True)
+    return round(seconds, 2)
+
+
+def run_series(label: str, settings: Settings, docs: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
     from chatbot.core import Chatbot
     from index.build import build
     from index.embed import load_embedder
@@ -129,6 +141,7 @@ def run_series(label: str, settings: Settings, docs: int, work: Path) -> dict[st
     build(settings, [fresh_article(files, 1)], embedder=embedder)
     out["fresh_add_at_2_s"] = round(time.perf_counter() - t0, 3)
     build(settings, remove=["fresh-1"], embedder=embedder)
+    out["cli_add_at_2_s"] = cli_add(env, fresh_article(files, 3), "fresh-3")
 
     t0 = time.perf_counter()
     bot = Chatbot(settings, embedder=embedder)
@@ -152,6 +165,7 @@ def run_series(label: str, settings: Settings, docs: int, work: Path) -> dict[st
     build(settings, [fresh_article(files, 2)], embedder=embedder)
     out["fresh_add_at_n_s"] = round(time.perf_counter() - t0, 3)
     build(settings, remove=["fresh-2"], embedder=embedder)
+    out["cli_add_at_n_s"] = cli_add(env, fresh_article(files, 4), "fresh-4")
 
     t0 = time.perf_counter()
     bot = Chatbot(settings, embedder=embedder)
@@ -245,7 +259,7 @@ def main() -> int:
     results = []
     try:
         emb = Settings(data_dir=work / "embedded")
-        r = run_series("embedded", emb, args.docs, work)
+        r = run_series("embedded", emb, args.docs, work, {"CHATBOT_DATA_DIR": str(emb.data_dir)})
         r["serve"] = serve_rss({"CHATBOT_DATA_DIR": str(emb.data_dir)}, "ai-investments-2024.fr")
         results.append(r)
         if args.server_docs:
@@ -256,8 +270,8 @@ def main() -> int:
             chroma.start()
             try:
                 srv = Settings(data_dir=work / "server-data", chroma_host="127.0.0.1", chroma_port=chroma.port)
-                r = run_series("chroma-run", srv, args.server_docs, work)
                 env = {"CHATBOT_DATA_DIR": str(srv.data_dir), "CHATBOT_CHROMA_HOST": "127.0.0.1", "CHATBOT_CHROMA_PORT": str(chroma.port)}
+                r = run_series("chroma-run", srv, args.server_docs, work, env)
                 r["serve"] = serve_rss(env, "ai-investments-2024.fr")
                 r["chroma_server_rss_mb"] = proc_rss_mb(chroma.proc.pid) if chroma.proc else 0.0
                 results.append(r)

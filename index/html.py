@@ -27,7 +27,11 @@ class Page:
 def _extract(html: str, **mode: Any) -> Any:
     import trafilatura
 
-    return trafilatura.bare_extraction(html, with_metadata=True, include_comments=True, include_tables=False, **mode)
+    # no extensive date search: on a page without a date it guesses one from anything dated (a comment)
+    dates = {"extensive_search": False, "original_date": True}
+    return trafilatura.bare_extraction(
+        html, with_metadata=True, include_comments=True, include_tables=False, date_extraction_params=dates, **mode
+    )
 
 
 def extract_page(html: str, language: str = "", title: str = "") -> Page:
@@ -38,19 +42,28 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
     if "<body" not in html[:5000].lower():
         html = f"<html><body>{html}</body></html>"
     doc = _extract(html, favor_precision=True)
-    if doc is None or not _get(doc, "text"):
+    if doc is None or not _raw(doc, "text"):
         doc = _extract(html, favor_recall=True)  # short or already-clean pages look like boilerplate to precision
     if doc is None or not _get(doc, "text"):
         from index.parse import html_to_text
 
         return Page(html_to_text(html), title=title)
     title = title or _get(doc, "title")
-    author, date, body, comments = _get(doc, "author"), _get(doc, "date"), _get(doc, "text"), _get(doc, "comments")
+    # the text as trafilatura gives it (not stripped): the answer models were fitted on exactly that
+    author, date, body, comments = _get(doc, "author"), _get(doc, "date"), _raw(doc, "text"), _raw(doc, "comments")
+    own = not comments and _own_comments(html)
+    if own:
+        # trafilatura found no comments but our parser sees a comment section ("Commentaires (3)",
+        # then author, date, text): trafilatura folded it into the article, where readers' claims
+        # would be quoted as the article's. The page's own lines keep them apart.
+        from index.parse import html_to_text
+
+        body = html_to_text(html)
     if not language:
         from chatbot.language import detect_language
 
         language = detect_language(body[:2000])
-    lines = [title]
+    lines = [] if own and title in body[:1000] else [title]  # the page's own lines hold its <h1> already
     if author or date:
         byline = _BYLINE.get(language, "By {author}").format(author=author) if author else ""
         lines.append(" | ".join(x for x in (byline, date) if x))
@@ -61,9 +74,19 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
     return Page(text, title=title, author=author, date=date, url=_canonical(html) or _get(doc, "url"))
 
 
-def _get(doc: Any, key: str) -> str:
+def _own_comments(html: str) -> bool:
+    from index.parse import html_to_text, parse_text
+
+    return any(r.section == "comment" for r in parse_text(html_to_text(html)).records)
+
+
+def _raw(doc: Any, key: str) -> str:
     value = doc.get(key) if isinstance(doc, dict) else getattr(doc, key, None)
-    return str(value or "").strip()
+    return str(value or "")
+
+
+def _get(doc: Any, key: str) -> str:
+    return _raw(doc, key).strip()
 
 
 def _canonical(html: str) -> str:

@@ -249,3 +249,15 @@ def test_api_interface_words_come_from_the_document(multi_server: WebServer) -> 
     every = httpx.get(url + "/api/messages?lang=fr", timeout=30).json()
     assert every["document"] is None and "4 documents" in every["welcome"]
     assert httpx.get(url + "/api/messages?document=nope", timeout=30).status_code == 404
+
+
+def test_comments_trafilatura_folds_into_the_article_stay_comments() -> None:
+    """A page whose comment section has no markup trafilatura knows ("commentaires (3)", then
+    author, date, text): the readers' claims must not become the article's words."""
+    doc = build_mod.read_document(ROOT / "tests" / "data" / "injection.html")
+    records = doc.parsed().records
+    article = " ".join(r.text for r in records if r.section == "article")
+    comments = " ".join(r.text for r in records if r.section == "comment")
+    assert "30 millions de dollars" in article and "999" not in article and "5000" not in article
+    assert "999 billion" in comments and "5000 billion" in comments
+    assert doc.date == ""  # no date on the page: none guessed from the comments' dates
