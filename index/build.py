@@ -126,7 +126,7 @@ def document_key(doc: SourceDoc, collection: str, embedder_id: str, settings: Se
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def stored_documents(client: Any, info: store.IndexInfo | None, settings: Settings) -> list[SourceDoc]:
+def stored_documents(client: Any, info: store.IndexInfo | None) -> list[SourceDoc]:
     """Documents of the current index, from the store."""
     if info is None:
         return []
@@ -177,7 +177,7 @@ def build(
         # what the index should hold: what it holds, the corpus and kept files it lacks, the new files
         wanted: dict[str, SourceDoc] = {}
         if fresh and current is not None:
-            wanted.update({d.doc_id: d for d in stored_documents(client, current, settings)})
+            wanted.update({d.doc_id: d for d in stored_documents(client, current)})
         _settle_pending(settings, set(listed), warn)
         if not remove:  # a removal writes nothing else (it loads no embedder)
             for path in settings.corpus:

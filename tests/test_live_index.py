@@ -54,7 +54,7 @@ def fact_doc(folder: Path, name: str, millions: int) -> Path:
 def served_documents(data_dir: Path) -> list[str]:
     s = Settings(data_dir=data_dir)
     client = store.make_client(s)
-    return [d.source for d in stored_documents(client, store.read_pointer(client, s), s)]
+    return [d.source for d in stored_documents(client, store.read_pointer(client, s))]
 
 
 class Poller:
