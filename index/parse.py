@@ -214,8 +214,8 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
     for i, line in enumerate(lines):
         if section != "article" or _COMMENT_COUNT.match(line.lstrip("# ")):
             line = line.lstrip("# ").strip()  # a Markdown/HTML heading marker means nothing in the comment area
-        if not line or _COUNTER.match(line):
-            continue
+        if not line.lstrip("# ") or _COUNTER.match(line):
+            continue  # also a heading marker with no heading ("#", "# " of an empty <h2>)
         nxt = next((x for x in lines[i + 1 :] if x), None)
         if section == "comment" and _VOTES.match(line):
             continue
