@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chatbot.core import validate
@@ -42,6 +42,7 @@ fast = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 @fast
 @given(lines)
+@example(["#"])  # found by hypothesis: an empty headline record
 def test_parser_invariants(parts: list[str]) -> None:
     doc = parse_text("\n".join(parts), "x.txt", detect_language=False)
     for r in doc.records:
