@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.documents import url_key
 from chatbot.errors import InvalidQuestion
 from chatbot.followup import resolve
 from chatbot.language import Messages, detect
@@ -67,15 +68,6 @@ def validate(question: Any, history: Any, settings: Settings) -> tuple[str, list
     if total > settings.max_history_chars:
         raise InvalidQuestion(f"the history is too long ({total} characters; the limit is {settings.max_history_chars})")
     return question, turns
-
-
-def _url_key(url: str) -> str:
-    """A page URL as documents are matched on it: no scheme, "www.", query, fragment or final slash."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url.strip())
-    host = parts.netloc.lower().removeprefix("www.")
-    return f"{host}{parts.path.rstrip('/')}" if host else url.strip()
 
 
 @dataclass
@@ -181,7 +173,7 @@ class Chatbot:
         for name in wanted:
             if not isinstance(name, str) or not name.strip():
                 raise UnknownDocument("a document must be named by its id (a non-empty string)")
-            doc = name.strip() if name.strip() in docs else by_url.get(_url_key(name))
+            doc = name.strip() if name.strip() in docs else by_url.get(url_key(name))
             if doc is None:
                 raise UnknownDocument(
                     f"no document {name[:200]!r} in the index; the documents are listed at /api/documents and by `python app.py index list`"

@@ -54,3 +54,12 @@ def interface_words(messages: Messages, documents: dict[str, dict[str, Any]], la
         "examples": examples[:MAX_EXAMPLES],
         "quote_label": messages.get("quote_label" if key == "noun_article" else "quote_label_document", lang),
     }
+
+
+def url_key(url: str) -> str:
+    """A page URL as documents are matched on it: no scheme, "www.", query, fragment or final slash."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    host = parts.netloc.lower().removeprefix("www.")
+    return f"{host}{parts.path.rstrip('/')}" if host else url.strip()

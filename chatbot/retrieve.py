@@ -156,10 +156,10 @@ class Retriever:
     @functools.cached_property
     def url_index(self) -> dict[str, str]:
         """Document ids by the URL keys that name them (their page URL, and an id that is a URL)."""
-        from chatbot.core import _url_key
+        from chatbot.documents import url_key
 
         docs = self.all_documents
-        return {_url_key(d["url"]): i for i, d in docs.items() if d["url"]} | {_url_key(i): i for i in docs}
+        return {url_key(d["url"]): i for i, d in docs.items() if d["url"]} | {url_key(i): i for i in docs}
 
     @functools.cached_property
     def word_cases(self) -> tuple[frozenset[str], frozenset[str]]:

@@ -214,10 +214,6 @@ def new_page(browser: object) -> Iterator[object]:
 
 def serve_host_page(folder: Path, app_url: str) -> tuple[object, str]:
     """A site on another origin (another port) embedding the widget with one script tag."""
-    import functools
-    import http.server
-    import threading
-
     (folder / "index.html").write_text(
         f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Host site</title>
@@ -228,6 +224,15 @@ def serve_host_page(folder: Path, app_url: str) -> tuple[object, str]:
 </body></html>""",
         encoding="utf-8",
     )
+    return serve_folder(folder)
+
+
+def serve_folder(folder: Path) -> tuple[object, str]:
+    """The folder's files over HTTP on a free port of its own (another origin than the app's)."""
+    import functools
+    import http.server
+    import threading
+
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

@@ -8,11 +8,8 @@ other one says."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +23,9 @@ from tests.conftest import (
     WIDGET_FOREIGN_ELEMENTS,
     WebServer,
     chat_ask,
-    free_port,
     last_answer,
     run_app,
+    serve_folder,
     widget_ask,
 )
 
@@ -85,10 +82,8 @@ def host(docs_server: WebServer, tmp_path_factory: pytest.TempPathFactory) -> It
     (folder / "elsewhere.html").write_text(
         nordbahn.replace(NORDBAHN, "https://elsewhere.example.com/not-indexed"), encoding="utf-8"
     )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, url = serve_folder(folder)
+    yield url
     httpd.shutdown()
 
 
