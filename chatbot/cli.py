@@ -299,19 +299,18 @@ def _eval_bank(args: argparse.Namespace) -> int:
     import json as _json
 
     from chatbot import train as T
-    from chatbot.model import AnswerModels
+    from chatbot.answer.models import AnswerModels
 
     settings = _settings()
-    records = T.collect(settings, args.xquad)
-    rep = T.report(T.leave_one_article_out(records, settings.answer_threshold))
+    # one collection, held-out articles included: indexing the bank twice in one process would
+    # reopen Chroma stores deleted under a cached client
+    records = T.collect(settings, args.xquad, include_heldout=True)
+    heldout = T.heldout_ids()
+    rep = T.report(T.leave_one_article_out([r for r in records if r.article not in heldout], settings))
     out: dict[str, Any] = {"leave_one_article_out": rep}
     if args.heldout:
-        held = [
-            r
-            for r in T.collect(settings, 0, include_heldout=True)
-            if r.article in {a.id for a in T.bank.load_articles() if a.heldout}
-        ]
-        out["heldout"] = T.report(T.score(AnswerModels.load(settings.models_path), held, settings.answer_threshold))
+        held = [r for r in records if r.article in heldout]
+        out["heldout"] = T.report(T.score(AnswerModels.load(settings.models_path), held, settings))
     if args.json:
         print(_json.dumps(out, indent=1, ensure_ascii=False))
     else:

@@ -87,7 +87,7 @@ class Chatbot:
     def __init__(
         self, settings: Settings | None = None, embedder: Any = None, client: Any = None, warn: Any = None, fitted: bool = True
     ) -> None:
-        from chatbot.extract import Extractor
+        from chatbot.answer.extract import Extractor
         from chatbot.retrieve import Retriever
 
         self.settings = settings or Settings()
@@ -103,7 +103,7 @@ class Chatbot:
         self.retriever = Retriever(self.settings, embedder, client)
         self._views: OrderedDict[tuple[str, ...], Chatbot] = OrderedDict()
         self._views_lock = threading.Lock()
-        from chatbot.model import AnswerModels
+        from chatbot.answer.models import AnswerModels
 
         models = AnswerModels.load(self.settings.models_path) if fitted else None  # unfitted: training collects features
         self.extractor = Extractor(self.settings, self.retriever, self.messages, self.mentions, models)
@@ -132,7 +132,7 @@ class Chatbot:
         answer models, LLM); this one is untouched and keeps answering meanwhile."""
         import copy
 
-        from chatbot.extract import Extractor
+        from chatbot.answer.extract import Extractor
         from chatbot.retrieve import Retriever
 
         new = copy.copy(self)
@@ -204,7 +204,7 @@ class Chatbot:
     def _view(self, ids: tuple[str, ...]) -> Chatbot:
         import copy
 
-        from chatbot.extract import Extractor
+        from chatbot.answer.extract import Extractor
 
         new = copy.copy(self)
         new.retriever = self.retriever.view(ids)
@@ -269,20 +269,13 @@ class Chatbot:
         draft = self.decide(p)
         citations = self._citations(draft)
         t3 = time.perf_counter()
-        result = Answer(
-            question=question,
-            answer=draft.text,
-            answered=draft.answered,
-            language=lang,
-            citations=citations,
-            timings_ms={"retrieve": (t2 - t0) * 1000, "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000},
-            resolved_question=resolved if resolved != question else "",
-            confidence=draft.confidence,
-        )
-        # the confidence gate applies to generated answers too: below it, no model is asked
+        timings = {"retrieve": (t2 - t0) * 1000, "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
+        result = self._answer(draft, question, lang, resolved, citations, timings)
+        # with a model configured, it reads every question the absence model does not rule out,
+        # whatever the extractive confidence: the checks, not that confidence, decide what is stated
         events = (
-            self._generate(result, self._citations(draft, self.settings.llm_passages), resolved, t0)
-            if self.llm is not None and citations and result.answered
+            self._generate(result, draft, self._citations(draft, self.settings.llm_passages), resolved, t0)
+            if self.llm is not None and citations and draft.status != "not_found"
             else self._replay(result)
         )
         for event in events:
@@ -295,6 +288,7 @@ class Chatbot:
                             "event": "answer",
                             "language": lang,
                             "answered": a.answered,
+                            "status": a.status,
                             "kind": info.kind,
                             "citations": [c.id for c in a.citations],
                             "timings_ms": {k: round(v, 1) for k, v in a.timings_ms.items()},
@@ -308,6 +302,31 @@ class Chatbot:
                 log.debug("question=%r resolved=%r", question, resolved)
             yield event
 
+    def _answer(
+        self, draft: Any, question: str, lang: str, resolved: str, citations: list[Citation], timings: dict[str, float]
+    ) -> Answer:
+        return Answer(
+            question=question,
+            answer=draft.text,
+            answered=draft.status == "answered",
+            language=lang,
+            citations=citations,
+            timings_ms=timings,
+            resolved_question=resolved if resolved != question else "",
+            confidence=draft.confidence,
+            status=draft.status,
+        )
+
+    def _unsure_of(self, extractive: Answer, draft: Any) -> Answer:
+        """The extractive candidates shown as "not sure" (what a failed generated answer falls back to)."""
+        from dataclasses import replace
+
+        if draft.unsure is None or draft.status == "unsure":
+            return extractive
+        return replace(
+            extractive, answer=draft.unsure.text, answered=False, status="unsure", citations=self._citations(draft.unsure)
+        )
+
     @staticmethod
     def _replay(answer: Answer) -> Iterator[Event]:
         """An extractive answer is complete at once; replay it a few words at a time for streaming UIs."""
@@ -315,9 +334,11 @@ class Chatbot:
             yield Delta(piece)
         yield Final(answer)
 
-    def _generate(self, extractive: Answer, context: list[Citation], question: str, t0: float) -> Iterator[Event]:
+    def _generate(self, extractive: Answer, draft: Any, context: list[Citation], question: str, t0: float) -> Iterator[Event]:
         """Stream the LLM's answer from the `context` passages (the extractive citations first, then
-        more of retrieval), then check it; fall back to the extractive answer on any failure."""
+        more of retrieval), then check it. A checked answer is `answered`; one the checks reject, or
+        the model's "not in the passages" that the absence model does not share, is `unsure` with
+        the extractive candidate; an unreachable model leaves the extractive answer as it was."""
         from dataclasses import replace
 
         from chatbot.checks import Known, check
@@ -357,21 +378,33 @@ class Chatbot:
                 asked=folded_words(question),
             ),
         )
-        if checked.refused:
-            text = self.messages.get("refusal", lang)
-            yield Final(replace(extractive, answer=text, answered=False, timings_ms=timings), replaced=True)
+        unsure = self._unsure_of(extractive, draft)
+        if checked.refused and draft.absent >= self.settings.llm_absence_agree:
+            text = self.extractor._not_found(lang, [], [], "llm").text
+            final = replace(extractive, answer=text, answered=False, status="not_found", timings_ms=timings)
+            final.citations = [replace(c, quoted=False, highlight=None) for c in final.citations]
+            yield Final(final, replaced=True)
+        elif checked.refused:
+            note = self.messages.get("llm_unsure", lang)
+            yield Final(replace(unsure, notes=[note], timings_ms=timings), replaced=True)
         elif not checked.usable:
             reason = "; ".join(checked.problems) or "no cited sentence"
             log.warning("llm answer rejected: %s", reason)
             note = self.messages.get("llm_rejected", lang, reason=reason)
-            yield Final(replace(extractive, notes=[note], timings_ms=timings), replaced=True)
+            yield Final(replace(unsure, notes=[note], timings_ms=timings), replaced=True)
         else:
             notes = [self.messages.get("llm_corrected", lang, reason="; ".join(checked.problems))] if checked.problems else []
             # what the model cited, then the extractive answer's other passages; ids stay as the model saw them
-            cited = [c for c in context if c.id in checked.cited] or extractive.citations
-            others = [c for c in extractive.citations if c.id not in {x.id for x in cited}]
+            cited = [replace(c, quoted=True) for c in context if c.id in checked.cited] or extractive.citations
+            others = [replace(c, quoted=False) for c in extractive.citations if c.id not in {x.id for x in cited}]
             final = replace(
-                extractive, answer=checked.text, answered=True, citations=cited + others, notes=notes, timings_ms=timings
+                extractive,
+                answer=checked.text,
+                answered=True,
+                status="answered",
+                citations=cited + others,
+                notes=notes,
+                timings_ms=timings,
             )
             yield Final(final, replaced=checked.text != streamed.strip())
 
@@ -395,6 +428,7 @@ class Chatbot:
                     highlight=draft.highlight.get(chunk.id),
                     document=str(meta.get("doc_id", "")),
                     document_title=str(self.retriever.documents.get(str(meta.get("doc_id", "")), {}).get("title", "")),
+                    quoted=chunk in draft.used,
                 )
             )
         return out

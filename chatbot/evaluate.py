@@ -1,8 +1,9 @@
 """`python app.py eval`: citation hit@k and MRR, answer accuracy, refusals, per language, latency.
 
-Simplifies: a question is answered correctly when the answer contains one alternative of each
-keyword group and the expected passage is among the citations; an unanswerable one when the
-bot refuses. Figures are computed from the same `answer()` every adapter uses.
+Simplifies: an answerable question is served usefully when the answer text (stated, or "not
+sure" with its quoted candidates) contains one alternative of each keyword group; an unanswerable
+one is right when the bot says "not found". Figures are computed from the same `answer()` every
+adapter uses.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def evaluate(bot: Any, cases: list[Case]) -> dict[str, Any]:
                 "category": c.category,
                 "answerable": c.answerable,
                 "answered": ans.answered,
+                "status": ans.status,
                 "rank": rank,
-                "answer_ok": ans.answered and keywords_ok(ans.answer, c.answer_any) if c.answerable else not ans.answered,
+                "answer_ok": (ans.status != "not_found" and keywords_ok(ans.answer, c.answer_any))
+                if c.answerable
+                else ans.status == "not_found",
+                "stated_wrong": ans.answered and (not c.answerable or not keywords_ok(ans.answer, c.answer_any)),
                 "top3_chars": sum(len(t) for t in texts[:3]),
                 "ms": ans.timings_ms["total"],
                 "answer": ans.answer,
@@ -105,8 +110,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "n": len(rs),
             "hit@1": round(hit(1, a), 3),
             "hit@3": round(hit(3, a), 3),
-            "answer_accuracy": round(sum(r["answer_ok"] for r in a) / max(1, len(a)), 3),
-            "refusal_accuracy": round(sum(not r["answered"] for r in u) / max(1, len(u)), 3) if u else None,
+            "useful": round(sum(r["answer_ok"] for r in a) / max(1, len(a)), 3),
+            "not_found_accuracy": round(sum(r["status"] == "not_found" for r in u) / max(1, len(u)), 3) if u else None,
         }
 
     ms = [r["ms"] for r in rows]
@@ -118,9 +123,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "hit@3": round(hit(3, ans), 3),
         "hit@5": round(hit(5, ans), 3),
         "mrr": round(sum(1 / r["rank"] for r in ans if r["rank"]) / max(1, len(ans)), 3),
-        "answer_accuracy": round(sum(r["answer_ok"] for r in ans) / max(1, len(ans)), 3),
-        "refusal_accuracy": round(sum(not r["answered"] for r in unans) / max(1, len(unans)), 3),
-        "wrong_refusals": round(sum(not r["answered"] for r in ans) / max(1, len(ans)), 3),
+        # answerable: stated right, or "not sure" with the answer in a quoted candidate
+        "useful": round(sum(r["answer_ok"] for r in ans) / max(1, len(ans)), 3),
+        "stated_right": round(sum(r["answered"] and r["answer_ok"] for r in ans) / max(1, len(ans)), 3),
+        "stated_wrong": round(sum(r["stated_wrong"] for r in ans) / max(1, len(ans)), 3),
+        "false_not_found": round(sum(r["status"] == "not_found" for r in ans) / max(1, len(ans)), 3),
+        "unanswerable_not_found": round(sum(r["status"] == "not_found" for r in unans) / max(1, len(unans)), 3),
+        "unanswerable_stated": round(sum(r["answered"] for r in unans) / max(1, len(unans)), 3),
         "top3_citation_chars_mean": round(statistics.mean(r["top3_chars"] for r in ans), 1) if ans else 0,
         "top3_citation_chars_max": max((r["top3_chars"] for r in ans), default=0),
         "latency_ms": {"p50": round(percentile(ms, 0.5), 1), "p95": round(percentile(ms, 0.95), 1)},
@@ -128,7 +137,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             lang: block([r for r in rows if r["language"] == lang]) for lang in sorted({r["language"] for r in rows})
         },
         "failures": [
-            {k: r[k] for k in ("id", "question", "rank", "answered", "answer")}
+            {k: r[k] for k in ("id", "question", "rank", "status", "answer")}
             for r in rows
             if not r["answer_ok"] or (r["answerable"] and not (r["rank"] and r["rank"] <= 3))
         ],
@@ -151,7 +160,11 @@ def main(args: argparse.Namespace, bot: Any) -> int:
         f"citations  hit@1 {report['hit@1']:.3f}  hit@3 {report['hit@3']:.3f}  hit@5 {report['hit@5']:.3f}  MRR {report['mrr']:.3f}"
     )
     print(
-        f"answers    accuracy {report['answer_accuracy']:.3f}  refusal accuracy {report['refusal_accuracy']:.3f}  wrong refusals {report['wrong_refusals']:.3f}"
+        f"answers    useful {report['useful']:.3f} (stated right {report['stated_right']:.3f})  stated wrong {report['stated_wrong']:.3f}  "
+        f"false not-found {report['false_not_found']:.3f}"
+    )
+    print(
+        f"unanswerable  not found {report['unanswerable_not_found']:.3f}  stated {report['unanswerable_stated']:.3f}"
     )
     print(
         f"context    top-3 citations {report['top3_citation_chars_mean']:.0f} chars on average, {report['top3_citation_chars_max']} at most"
@@ -159,9 +172,9 @@ def main(args: argparse.Namespace, bot: Any) -> int:
     print(f"latency    p50 {report['latency_ms']['p50']} ms  p95 {report['latency_ms']['p95']} ms")
     for lang, b in report["by_language"].items():
         print(
-            f"  {lang}: n={b['n']} hit@1 {b['hit@1']:.3f} hit@3 {b['hit@3']:.3f} accuracy {b['answer_accuracy']:.3f} refusals {b['refusal_accuracy']}"
+            f"  {lang}: n={b['n']} hit@1 {b['hit@1']:.3f} hit@3 {b['hit@3']:.3f} useful {b['useful']:.3f} not found {b['not_found_accuracy']}"
         )
     if args.show_failures:
         for f in report["failures"]:
-            print(f"\n- {f['id']} rank={f['rank']} answered={f['answered']}: {f['question']}\n  {f['answer'][:300]!r}")
+            print(f"\n- {f['id']} rank={f['rank']} status={f['status']}: {f['question']}\n  {f['answer'][:300]!r}")
     return 0

@@ -166,9 +166,19 @@ def fold(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
 
 
+# "Who raised the most?", "Which VC firms invested…": a who/which question whose only money word
+# is a verb asks for a name, not an amount ("How much did X raise?" asks for the amount)
+_ASKS_NAME = re.compile(r"^\W*(who|whom|which|qui|quel(le)?s?|lequel|laquelle|lesquel(le)?s|wer|wen|wem|welche[nrsm]?)\b", re.I)
+_QUANTITY = re.compile(
+    r"\b(how much|combien|wie ?viel|what amount|what sum|quel montant|quelle somme|welche[nrs]? (betrag|summe))\b", re.I
+)
+
+
 def answer_kind(question: str) -> str:
     for kind, pattern in _PATTERNS:
         if pattern.search(question):
+            if kind == "amount" and _ASKS_NAME.search(question) and not _QUANTITY.search(question):
+                continue
             if kind == "amount" and re.search(r"%|pour ?cent|percent|prozent", question, re.I):
                 return "percent"
             if kind == "count" and re.search(r"dollar|euro|\$|€|geld|money|argent", question, re.I):

@@ -38,18 +38,25 @@ def system_markers(text: str) -> list[re.Match[str]]:
     terminal link or colour only these.
 
     With no quote in the text (a generated answer, checked by chatbot.checks): every marker. With a
-    quote (the extractive answer: `lead [1]` then `Label: “quote” [1]`): only the last marker of
-    each paragraph, and none inside the quote, which runs from the first opening delimiter to the
-    last closing one, so no delimiter a document writes can end it early."""
+    quote (the extractive answer: `lead [1]` then `Label: “quote” [1]`, a "not sure" answer with
+    up to two quotes): only the last marker of each paragraph, and none inside a quote, which runs
+    from the paragraph's first opening delimiter to its last closing one, so no delimiter a
+    document writes can end it early (quotes are one paragraph each: chatbot/answer/extract.py)."""
     found = list(_MARKER.finditer(text))
-    quoted = [(a, b) for a, b in ((text.find(o), text.rfind(c)) for o, c in _QUOTES) if 0 <= a < b]
-    if not quoted:
+    if not any(0 <= text.find(o) < text.rfind(c) for o, c in _QUOTES):
         return found
-    last: dict[int, re.Match[str]] = {}  # paragraph start -> its last marker
     starts = [0] + [m.end() for m in _PARAGRAPH.finditer(text)]
+    ends = starts[1:] + [len(text)]
+    last: dict[int, re.Match[str]] = {}  # paragraph start -> its last marker
     for m in found:
         last[max(s for s in starts if s <= m.start())] = m
-    return [m for m in last.values() if not any(a < m.start() < b for a, b in quoted)]
+    out = []
+    for start, m in last.items():
+        part = text[start : ends[starts.index(start)]]
+        quoted = [(start + a, start + b) for a, b in ((part.find(o), part.rfind(c)) for o, c in _QUOTES) if 0 <= a < b]
+        if not any(a < m.start() < b for a, b in quoted):
+            out.append(m)
+    return out
 
 
 def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:
@@ -57,7 +64,10 @@ def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "So
     text = _safe(answer.answer)
     own = {m.start() for m in system_markers(text)}
     text = _MARKER.sub(lambda m: _c(m.group(0), "cyan bold", on) if m.start() in own else m.group(0), text)
-    lines = [_c(text, "", on) if answer.answered else _c(text, "yellow", on)]
+    if answer.status == "unsure":
+        text = "? " + text  # "not sure" reads apart from an answer even without colour
+    style = {"answered": "", "unsure": "magenta", "not_found": "yellow"}.get(answer.status, "yellow")
+    lines = [_c(text, style, on) if style else text]
     lines += [_c(f"({_safe(n)})", "dim", on) for n in answer.notes]
     sources = render_sources(answer, stream, sources_label)
     return "\n".join(lines) + ("\n" + sources if sources else "")

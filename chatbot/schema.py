@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
+Status = Literal["answered", "unsure", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Citation:
     highlight: tuple[int, int] | None = None  # the answer span, relative to text
     document: str = ""  # the id of the document quoted
     document_title: str = ""
+    quoted: bool = False  # the answer text quotes this passage (the UIs show it open when not sure)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,6 +49,7 @@ class Answer:
     resolved_question: str = ""
     notes: list[str] = field(default_factory=list)
     confidence: float = 0.0  # calibrated probability that the answer is right (held-out articles)
+    status: Status = "answered"  # answered | unsure | not_found (chatbot/answer/outcome.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class Answer:
             "resolved_question": self.resolved_question,
             "notes": self.notes,
             "confidence": round(self.confidence, 3),
+            "status": self.status,
         }
 
 

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from chatbot import bank
-from chatbot import features as F
+from chatbot.answer import features as F
+from chatbot.answer.models import AnswerModels, Calibration, Logistic
+from chatbot.answer.outcome import Status, decide, shown_candidates
 from chatbot.evaluate import keywords_ok
-from chatbot.model import AnswerModels, Calibration, Logistic
 from chatbot.settings import ROOT, Settings
 
 # XQuAD titles reserved for the hidden test: never read, never fitted on.
@@ -37,6 +38,7 @@ XQUAD_RESERVED = {
     "Steam_engine",
     "Scottish_Parliament",
 }
+XQUAD_KEPT = 3  # paragraphs of 5 kept in the absence model's cut XQuAD articles
 
 
 @dataclass
@@ -80,13 +82,22 @@ def collect_article(bot: Any, questions: list[bank.Question], source: str = "ban
             text = ex._compose(p.info, c, p.hits, p.language).text
             cands.append(c.features)
             ok.append(bool(q.answerable and keywords_ok(text, q.answer_any)))
-        base = {k: v for k, v in a.question.items() if k in F.QUESTION_FEATURES and not k.startswith("top_") and k != "margin"}
+        base = {
+            k: v
+            for k, v in a.question.items()
+            if (k in F.QUESTION_FEATURES or k in F.ABSENCE_FEATURES) and not k.startswith("top_") and k != "margin"
+        }
         out.append(Record(q.id, q.article, p.language, q.answerable, q.group or q.id, q.kind, base, cands, ok, source))
     return out
 
 
-def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
-    """(title, German text, questions in German and English) for XQuAD titles not reserved."""
+def _xquad_articles(
+    limit: int, skip: int = 0, kept: int = 0, language: str = "de"
+) -> list[tuple[str, str, list[bank.Question]]]:
+    """(title, text in `language`, questions in German and English) for XQuAD titles not
+    reserved, from the `skip`-th on. With `kept` > 0 only the first `kept` paragraphs: the
+    questions about the others stay, as *unanswerable* ones on the same topic (the SQuAD 2.0
+    idea), which is what the absence model must tell from answerable."""
     import subprocess
 
     git_dir = bank.fixtures_dir() / "google-deepmind+xquad" / "repo"
@@ -101,15 +112,17 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
         for lang in ("de", "en")
     }
     out = []
-    for art_de, art_en in zip(data["de"]["data"], data["en"]["data"], strict=True):
+    titles = [(de, en) for de, en in zip(data["de"]["data"], data["en"]["data"], strict=True) if en["title"] not in XQUAD_RESERVED]
+    for art_de, art_en in titles[skip : skip + limit]:
         title = art_en["title"]
-        if title in XQUAD_RESERVED:
-            continue
-        text = title.replace("_", " ") + "\n\n" + "\n\n".join(p["context"] for p in art_de["paragraphs"])
+        source = art_en if language == "en" else art_de
+        paragraphs = source["paragraphs"][:kept] if kept else source["paragraphs"]
+        text = title.replace("_", " ") + "\n\n" + "\n\n".join(p["context"] for p in paragraphs)
         qs = []
-        for p_de, p_en in zip(art_de["paragraphs"], art_en["paragraphs"], strict=True):
+        for n, (p_de, p_en) in enumerate(zip(art_de["paragraphs"], art_en["paragraphs"], strict=True)):
+            answerable = not kept or n < kept
             for q_de, q_en in zip(p_de["qas"], p_en["qas"], strict=True):
-                ans = q_de["answers"][0]["text"]
+                ans = (q_en if language == "en" else q_de)["answers"][0]["text"]
                 for lang, qq in (("de", q_de), ("en", q_en)):
                     qs.append(
                         bank.Question(
@@ -117,27 +130,39 @@ def _xquad_articles(limit: int) -> list[tuple[str, str, list[bank.Question]]]:
                             f"xquad-{title}",
                             lang,
                             qq["question"],
-                            True,
+                            answerable,
                             ans,
-                            [[ans]],
+                            [[ans]] if answerable else [],
                             group=qq["id"],
                         )
                     )
         out.append((title, text, qs))
-        if len(out) >= limit:
-            break
     return out
 
 
-def collect(settings: Settings, xquad_titles: int = 12, include_heldout: bool = False, cache: bool = True) -> list[Record]:
-    """Features of every bank question (and of XQuAD questions), cached by content hash."""
+# Code that cannot change a collected feature: the adapters, generation and its checks, this file's
+# fitting half is not separable, so this file stays in.
+_NOT_FEATURE_CODE = ("web", "cli.py", "render.py", "llm.py", "llm_server.py", "checks.py", "holder.py", "evaluate.py")
+
+
+def _feature_code() -> list[Path]:
+    """The source files a collection's cache key covers."""
+    files = [*(ROOT / "chatbot").rglob("*.py"), *(ROOT / "index").rglob("*.py")]
+    return sorted(p for p in files if not any(part in _NOT_FEATURE_CODE for part in p.relative_to(ROOT).parts))
+
+
+def collect(
+    settings: Settings, xquad_titles: int = 12, include_heldout: bool = False, cache: bool = True, xquad_absent: int = 12
+) -> list[Record]:
+    """Features of every bank question and of XQuAD questions (`xquad_titles` whole German
+    articles for the ranker, then `xquad_absent` other titles cut short for the absence model),
+    cached by content hash."""
     _sklearn()
     articles = [a for a in bank.load_articles() if include_heldout or not a.heldout]
     questions = bank.load_questions(articles=[a.id for a in articles])
     key = hashlib.sha256(
-        json.dumps([[a.id for a in articles], [q.__dict__ for q in questions], xquad_titles], sort_keys=True).encode()
-        + b"".join(p.read_bytes() for p in sorted((ROOT / "chatbot").glob("*.py")))
-        + b"".join(p.read_bytes() for p in sorted((ROOT / "index").glob("*.py")))
+        json.dumps([[a.id for a in articles], [q.__dict__ for q in questions], xquad_titles, xquad_absent], sort_keys=True).encode()
+        + b"".join(p.read_bytes() for p in _feature_code())
     ).hexdigest()[:16]
     work = settings.data_dir / "bank"
     path = work / f"features-{key}.json"
@@ -158,6 +183,18 @@ def collect(settings: Settings, xquad_titles: int = 12, include_heldout: bool = 
         doc.write_text(text, encoding="utf-8")
         _log(f"collect xquad {title}: {len(qs)} questions")
         records += collect_article(_bot_for(doc, work / "index" / f"xquad-{title}", embedder), qs, "xquad")
+    for title, text, qs in _xquad_articles(xquad_titles, language="en"):
+        doc = work / "text" / f"xquad-{title}.en.txt"
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text, encoding="utf-8")
+        _log(f"collect xquad {title} (English): {len(qs)} questions")
+        records += collect_article(_bot_for(doc, work / "index" / f"xquad-{title}-en", embedder), qs, "xquad-en")
+    for title, text, qs in _xquad_articles(xquad_absent, skip=xquad_titles, kept=XQUAD_KEPT, language="en"):
+        doc = work / "text" / f"xquad-{title}.en-cut.txt"
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text, encoding="utf-8")
+        _log(f"collect xquad {title} (first {XQUAD_KEPT} paragraphs, English): {len(qs)} questions")
+        records += collect_article(_bot_for(doc, work / "index" / f"xquad-{title}-cut", embedder), qs, "xquad-absent")
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([r.__dict__ for r in records]), encoding="utf-8")
     return records
@@ -232,14 +269,21 @@ def fit_sentence(records: list[Record], l2: float = 1.0, start: Logistic | None 
     return Logistic(names, mean, scale, w, 0.0)
 
 
-def ranked(model: Logistic, r: Record) -> tuple[dict[str, float], bool]:
-    """Question features under a sentence model, and whether its best candidate is right."""
+def ranked_candidates(model: Logistic, r: Record) -> list[tuple[float, dict[str, float]]]:
+    """A record's candidates under a ranker, best first, with their logits (and their index in `ok`)."""
     if not r.cands:
-        return F.question_features(r.base, []), False
+        return []
     z = model.logit(r.cands)
     order = np.argsort(-z, kind="stable")
-    q = F.question_features(r.base, [(float(z[i]), r.cands[i]) for i in order])
-    return q, bool(r.ok[int(order[0])])
+    return [(float(z[i]), {**r.cands[i], "_i": float(i)}) for i in order]
+
+
+def ranked(model: Logistic, r: Record) -> tuple[dict[str, float], bool]:
+    """Question features under a sentence model, and whether its best candidate is right."""
+    cands = ranked_candidates(model, r)
+    if not cands:
+        return F.question_features(r.base, []), False
+    return F.question_features(r.base, cands), bool(r.ok[int(cands[0][1]["_i"])])
 
 
 def fit_calibration(p: np.ndarray, y: np.ndarray) -> Calibration:
@@ -249,39 +293,91 @@ def fit_calibration(p: np.ndarray, y: np.ndarray) -> Calibration:
     return Calibration(np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_))
 
 
-def fit_all(bank_records: list[Record], extra: list[Record]) -> tuple[AnswerModels, dict[str, np.ndarray]]:
-    """Models fitted on `bank_records` (+ `extra` for ranking). Question-level models are fitted
-    on out-of-fold features: for each article, the sentence model that ranked it never saw it."""
+def operating_point(p_absent: np.ndarray, answerable: np.ndarray, max_false: float) -> float:
+    """The lowest absence threshold that calls at most `max_false` of the answerable questions
+    "not found" (on predictions for articles the models never saw); never below one half."""
+    scores = np.sort(p_absent[answerable])[::-1]
+    allowed = int(np.floor(max_false * len(scores)))
+    if len(scores) == 0:
+        return 0.5
+    # strictly above the (allowed+1)-th highest answerable score: ties never slip under the bar
+    bar = float(scores[allowed]) + 1e-6 if allowed < len(scores) else 0.0
+    return max(0.5, min(1.0, bar))
+
+
+def _out_of_fold(rows: list[dict[str, float]], labels: list[bool], arts: list[str], names: tuple[str, ...]) -> np.ndarray:
+    """Each row's probability from a logistic model fitted without its article."""
+    out = np.zeros(len(rows))
+    for art in sorted(set(arts)):
+        idx = [i for i, a in enumerate(arts) if a == art]
+        train = [i for i, a in enumerate(arts) if a != art]
+        m = fit_logistic([rows[i] for i in train], [labels[i] for i in train], names)
+        out[idx] = m.prob([rows[i] for i in idx])
+    return out
+
+
+def fit_all(
+    bank_records: list[Record], extra: list[Record], max_false_absent: float = 0.02
+) -> tuple[AnswerModels, dict[str, np.ndarray]]:
+    """Models fitted on `bank_records`, with `extra` XQuAD records: whole articles add ranking
+    data, cut ones ("xquad-absent") add absence data. Question-level models are fitted on
+    out-of-fold features: for each article, the sentence model that ranked it never saw it; their
+    calibrations and the absence operating point come from out-of-fold predictions on the bank."""
     articles = sorted({r.article for r in bank_records})
-    sentence = fit_sentence(bank_records + extra)
+    ranking = [r for r in extra if r.source != "xquad-absent"]
+    cut = [r for r in extra if r.source == "xquad-absent"]
+    sentence = fit_sentence(bank_records + ranking)
     oof_q: dict[str, dict[str, float]] = {}
+    oof_a: dict[str, dict[str, float]] = {}
     oof_right: dict[str, bool] = {}
     for art in articles:
-        model = fit_sentence([r for r in bank_records if r.article != art] + extra, start=sentence)
+        model = fit_sentence([r for r in bank_records if r.article != art] + ranking, start=sentence)
         for r in bank_records:
             if r.article == art:
-                oof_q[r.qid], oof_right[r.qid] = ranked(model, r)
+                cands = ranked_candidates(model, r)
+                oof_q[r.qid] = F.question_features(r.base, cands)
+                oof_a[r.qid] = F.absence_features(r.base, cands)
+                oof_right[r.qid] = bool(cands) and bool(r.ok[int(cands[0][1]["_i"])])
+    arts = [r.article for r in bank_records]
     rows = [oof_q[r.qid] for r in bank_records]
     labels = [r.answerable and oof_right[r.qid] for r in bank_records]
-    # answerability predictions, each from a model that did not see the article
-    oof_p = np.zeros(len(bank_records))
-    for art in articles:
-        idx = [i for i, r in enumerate(bank_records) if r.article == art]
-        train = [i for i, r in enumerate(bank_records) if r.article != art]
-        m = fit_logistic([rows[i] for i in train], [labels[i] for i in train], F.QUESTION_FEATURES)
-        oof_p[idx] = m.prob([rows[i] for i in idx])
+    oof_p = _out_of_fold(rows, labels, arts, F.QUESTION_FEATURES)
     y = np.asarray(labels, dtype=bool)
     calibration = fit_calibration(oof_p, y.astype(float))
     answerable = fit_logistic(rows, labels, F.QUESTION_FEATURES)
-    meta = {"articles": articles, "questions": len(bank_records), "extra_questions": len(extra)}
-    return AnswerModels(sentence, answerable, calibration, meta), {"oof_p": oof_p, "right": y}
+    # the absence model: "the scope does not answer", a different question from "the pick is wrong".
+    # The cut XQuAD articles were never ranked by `sentence`'s training, so their features are fair.
+    a_rows = [oof_a[r.qid] for r in bank_records] + [F.absence_features(r.base, ranked_candidates(sentence, r)) for r in cut]
+    a_labels = [not r.answerable for r in (*bank_records, *cut)]
+    a_arts = arts + [r.article for r in cut]
+    oof_absent = _out_of_fold(a_rows, a_labels, a_arts, F.ABSENCE_FEATURES)[: len(bank_records)]
+    bank_absent = np.asarray(a_labels[: len(bank_records)], dtype=bool)
+    absence_calibration = fit_calibration(oof_absent, bank_absent.astype(float))
+    calibrated = np.asarray([absence_calibration(p) for p in oof_absent])
+    threshold = operating_point(calibrated, ~bank_absent, max_false_absent)
+    absence = fit_logistic(a_rows, a_labels, F.ABSENCE_FEATURES)
+    meta = {
+        "articles": articles,
+        "questions": len(bank_records),
+        "extra_questions": len(ranking),
+        "absence_extra_questions": len(cut),
+        "absence_max_false": max_false_absent,
+    }
+    models = AnswerModels(sentence, answerable, calibration, absence, absence_calibration, threshold, meta)
+    return models, {"oof_p": oof_p, "right": y, "oof_absent": calibrated}
+
+
+def heldout_ids() -> set[str]:
+    return {a.id for a in bank.load_articles() if a.heldout}
 
 
 def train(settings: Settings, out: Path | None = None, xquad_titles: int = 12) -> AnswerModels:
-    records = collect(settings, xquad_titles)
+    # the held-out articles are collected with the rest (one cached collection serves `eval
+    # --heldout` too) but never fitted on
+    records = [r for r in collect(settings, xquad_titles, include_heldout=True) if r.article not in heldout_ids()]
     bank_records = [r for r in records if r.source == "bank"]
     extra = [r for r in records if r.source != "bank"]
-    models, _ = fit_all(bank_records, extra)
+    models, _ = fit_all(bank_records, extra, settings.absence_max_false)
     models.save(out or settings.models_path)
     return models
 
@@ -290,70 +386,113 @@ def train(settings: Settings, out: Path | None = None, xquad_titles: int = 12) -
 @dataclass
 class Scored:
     record: Record
-    confidence: float
-    answered: bool
-    top_right: bool
+    confidence: float  # calibrated P(the first pick is right)
+    absent: float  # calibrated P(the scope does not answer)
+    status: Status
+    top_right: bool  # the ranker's first candidate holds the answer
+    shown_right: bool  # a candidate an `unsure` answer would quote holds the answer
 
     @property
-    def right(self) -> bool:
-        return (self.answered and self.top_right) if self.record.answerable else not self.answered
+    def answered(self) -> bool:
+        return self.status == "answered"
+
+    @property
+    def useful(self) -> bool:
+        """Answerable, and stated right or `unsure` with the answer in a quoted candidate."""
+        if not self.record.answerable:
+            return False
+        return (self.status == "answered" and self.top_right) or (self.status == "unsure" and self.shown_right)
 
 
-def score(models: AnswerModels, records: list[Record], threshold: float) -> list[Scored]:
+def score(models: AnswerModels, records: list[Record], settings: Settings) -> list[Scored]:
+    """Each record's outcome under `models`, decided as serving decides (chatbot/answer/outcome.py)."""
+    threshold = settings.absence_threshold or models.absence_threshold
     out = []
     for r in records:
-        q, top_right = ranked(models.sentence, r)
-        conf = models.calibration(float(models.answerable.prob([q])[0])) if r.cands else 0.0
-        out.append(Scored(r, conf, bool(r.cands) and conf >= threshold, top_right))
+        cands = ranked_candidates(models.sentence, r)
+        q = F.question_features(r.base, cands)
+        conf = models.calibration(float(models.answerable.prob([q])[0])) if cands else 0.0
+        absent = models.absent(F.absence_features(r.base, cands))
+        status = decide(bool(cands), conf, absent, settings.answer_threshold, threshold)
+        n = shown_candidates([z for z, _ in cands], settings.unsure_second_gap)
+        picks = [int(f["_i"]) for _, f in cands]
+        top_right = bool(picks) and r.ok[picks[0]]
+        shown_right = any(r.ok[i] for i in picks[:n])
+        out.append(Scored(r, conf, absent, status, top_right, shown_right))
     return out
 
 
-def leave_one_article_out(records: list[Record], threshold: float) -> list[Scored]:
+def leave_one_article_out(records: list[Record], settings: Settings) -> list[Scored]:
     bank_records = [r for r in records if r.source == "bank"]
     extra = [r for r in records if r.source != "bank"]
     out: list[Scored] = []
     for art in sorted({r.article for r in bank_records}):
         _log(f"leave out {art}")
-        models, _ = fit_all([r for r in bank_records if r.article != art], extra)
-        out += score(models, [r for r in bank_records if r.article == art], threshold)
+        models, _ = fit_all([r for r in bank_records if r.article != art], extra, settings.absence_max_false)
+        out += score(models, [r for r in bank_records if r.article == art], settings)
     return out
 
 
+def _rate(n: int, d: int) -> float | None:
+    return round(n / d, 3) if d else None
+
+
 def figures(rows: list[Scored]) -> dict[str, Any]:
+    """The outcome figures the issue tracker asks for, as shares of answerable / unanswerable questions."""
     ans = [s for s in rows if s.record.answerable]
     un = [s for s in rows if not s.record.answerable]
     groups: dict[str, list[bool]] = {}
     for s in ans:
-        groups.setdefault(f"{s.record.article}/{s.record.group}", []).append(s.right)
+        groups.setdefault(f"{s.record.article}/{s.record.group}", []).append(s.useful)
     multi = [v for v in groups.values() if len(v) >= 2]
     return {
         "n": len(rows),
-        "accuracy": round(sum(s.right for s in rows) / max(1, len(rows)), 3),
-        "answer_accuracy": round(sum(s.right for s in ans) / max(1, len(ans)), 3),
-        "answered_wrong": round(sum(s.answered and not s.right for s in rows) / max(1, len(rows)), 3),
-        "unanswerable_refused": round(sum(not s.answered for s in un) / max(1, len(un)), 3) if un else None,
-        "false_refusals": round(sum(not s.answered for s in ans) / max(1, len(ans)), 3),
-        "paraphrase_consistency": round(sum(all(v) for v in multi) / max(1, len(multi)), 3) if multi else None,
+        "answerable": len(ans),
+        "unanswerable": len(un),
+        "useful": _rate(sum(s.useful for s in ans), len(ans)),
+        "stated_right": _rate(sum(s.answered and s.top_right for s in ans), len(ans)),
+        "unsure_shown_right": _rate(sum(s.status == "unsure" and s.shown_right for s in ans), len(ans)),
+        "unsure_without": _rate(sum(s.status == "unsure" and not s.shown_right for s in ans), len(ans)),
+        "stated_wrong": _rate(sum(s.answered and not s.top_right for s in ans), len(ans)),
+        "false_not_found": _rate(sum(s.status == "not_found" for s in ans), len(ans)),
+        "first_pick_right": _rate(sum(s.top_right for s in ans), len(ans)),
+        "unanswerable_not_found": _rate(sum(s.status == "not_found" for s in un), len(un)),
+        "unanswerable_unsure": _rate(sum(s.status == "unsure" for s in un), len(un)),
+        "unanswerable_stated": _rate(sum(s.answered for s in un), len(un)),
+        "paraphrase_consistency": _rate(sum(all(v) for v in multi), len(multi)),
     }
 
 
-def reliability(rows: list[Scored], bins: int = 5) -> list[dict[str, Any]]:
-    """Confidence against the observed rate of right top answers, in equal-width bins."""
-    out = []
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        inb = [s for s in rows if lo <= s.confidence < hi or (b == bins - 1 and s.confidence == 1.0)]
-        if inb:
-            right = [s.record.answerable and s.top_right for s in inb]
-            out.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "n": len(inb),
-                    "mean_confidence": round(float(np.mean([s.confidence for s in inb])), 3),
-                    "right_rate": round(float(np.mean(right)), 3),
-                }
-            )
-    return out
+def reliability(rows: list[Scored], bins: int = 5) -> dict[str, list[dict[str, Any]]]:
+    """Per outcome, confidence against the observed rate of right first picks; and the absence
+    probability against the observed rate of unanswerable questions. Equal-width bins."""
+
+    def curve(items: list[Scored], prob: str, hit: str) -> list[dict[str, Any]]:
+        out = []
+        for b in range(bins):
+            lo, hi = b / bins, (b + 1) / bins
+            inb = [s for s in items if lo <= getattr(s, prob) < hi or (b == bins - 1 and getattr(s, prob) == 1.0)]
+            if inb:
+                if hit == "right":
+                    observed = [s.record.answerable and s.top_right for s in inb]
+                else:
+                    observed = [not s.record.answerable for s in inb]
+                out.append(
+                    {
+                        "bin": f"{lo:.1f}-{hi:.1f}",
+                        "n": len(inb),
+                        "mean": round(float(np.mean([getattr(s, prob) for s in inb])), 3),
+                        "observed": round(float(np.mean(observed)), 3),
+                    }
+                )
+        return out
+
+    return {
+        "confidence_answered": curve([s for s in rows if s.status == "answered"], "confidence", "right"),
+        "confidence_unsure": curve([s for s in rows if s.status == "unsure"], "confidence", "right"),
+        "absence_all": curve(rows, "absent", "unanswerable"),
+        "absence_not_found": curve([s for s in rows if s.status == "not_found"], "absent", "unanswerable"),
+    }
 
 
 def outcomes(rows: list[Scored]) -> dict[str, int]:
@@ -362,25 +501,29 @@ def outcomes(rows: list[Scored]) -> dict[str, int]:
     for s in rows:
         r = s.record
         if not r.answerable:
-            key = "unanswerable_answered" if s.answered else "unanswerable_refused"
-        elif s.answered:
-            key = "answered_right" if s.top_right else "answered_wrong_pick"
-        elif s.top_right:
-            key = "refused_right_pick"
+            key = {"not_found": "unanswerable_not_found", "unsure": "unanswerable_unsure", "answered": "unanswerable_stated"}[
+                s.status
+            ]
+        elif s.status == "answered":
+            key = "stated_right" if s.top_right else "stated_wrong"
+        elif s.status == "unsure":
+            key = "unsure_shown_right" if s.shown_right else ("unsure_right_later" if any(r.ok) else "unsure_not_retrieved")
         else:
-            key = "refused_right_later" if any(r.ok) else "refused_not_retrieved"
+            key = "false_not_found"
         counts[key] += 1
     return counts
 
 
 OUTCOMES = (
-    "answered_right",  # answerable, answered with the right sentence
-    "unanswerable_refused",  # right too
-    "answered_wrong_pick",  # the ranker's first sentence does not hold the answer, and it was stated
-    "unanswerable_answered",  # the article does not answer, yet a sentence was stated
-    "refused_right_pick",  # the first sentence held the answer, confidence was below the threshold
-    "refused_right_later",  # refused; a lower-ranked candidate held the answer
-    "refused_not_retrieved",  # refused; no candidate sentence held the answer
+    "stated_right",  # answerable, answered with a right sentence
+    "unsure_shown_right",  # answerable, "not sure", and a quoted candidate holds the answer
+    "unsure_right_later",  # answerable, "not sure", a lower-ranked candidate held the answer
+    "unsure_not_retrieved",  # answerable, "not sure", no candidate held the answer
+    "stated_wrong",  # answerable, a wrong sentence stated
+    "false_not_found",  # answerable, yet "not found"
+    "unanswerable_not_found",  # right
+    "unanswerable_unsure",  # acceptable: the candidate is shown as a candidate
+    "unanswerable_stated",  # the article does not answer, yet a sentence was stated
 )
 
 
@@ -397,10 +540,14 @@ def report(rows: list[Scored]) -> dict[str, Any]:
 
 
 def print_report(title: str, rep: dict[str, Any]) -> None:
+    def f3(x: float | None) -> str:
+        return "  -  " if x is None else f"{x:.3f}"
+
     def line(name: str, f: dict[str, Any]) -> str:
         return (
-            f"  {name:<28} n={f['n']:<4} acc {f['accuracy']:.3f}  answerable {f['answer_accuracy']:.3f}  wrong {f['answered_wrong']:.3f}  "
-            f"unans.refused {f['unanswerable_refused']}  false.refusals {f['false_refusals']:.3f}  paraphrase {f['paraphrase_consistency']}"
+            f"  {name:<26} n={f['n']:<4} useful {f3(f['useful'])}  right {f3(f['stated_right'])}  unsure+ {f3(f['unsure_shown_right'])}  "
+            f"unsure- {f3(f['unsure_without'])}  wrong {f3(f['stated_wrong'])}  false.nf {f3(f['false_not_found'])}  |  "
+            f"unans: nf {f3(f['unanswerable_not_found'])}  unsure {f3(f['unanswerable_unsure'])}  stated {f3(f['unanswerable_stated'])}"
         )
 
     print(title)
@@ -411,6 +558,7 @@ def print_report(title: str, rep: dict[str, Any]) -> None:
         print(line(f"lang={k}", f))
     n = max(1, sum(rep["outcomes"].values()))
     print("  outcomes: " + ", ".join(f"{k} {v} ({v / n:.3f})" for k, v in rep["outcomes"].items()))
-    print("  reliability (confidence bin: mean confidence -> right rate, n)")
-    for b in rep["reliability"]:
-        print(f"    {b['bin']}: {b['mean_confidence']:.2f} -> {b['right_rate']:.2f}  (n={b['n']})")
+    for name, curve in rep["reliability"].items():
+        print(f"  reliability {name} (bin: mean -> observed, n)")
+        for b in curve:
+            print(f"    {b['bin']}: {b['mean']:.2f} -> {b['observed']:.2f}  (n={b['n']})")

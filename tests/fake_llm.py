@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 app = FastAPI()
+SEEN: list[str] = []  # the last user message of every chat request, for tests that ask "was the model asked?"
 
 
 def _first_passage(prompt: str) -> tuple[int, str]:
@@ -73,6 +74,7 @@ def _reply(model: str, messages: list[dict[str, Any]]) -> str:
 async def chat(request: Request) -> Any:
     body = await request.json()
     model = body.get("model", "good")
+    SEEN.append(str((body.get("messages") or [{}])[-1].get("content", "")))
     if model == "error500":
         return JSONResponse({"error": {"message": "boom"}}, status_code=500)
     if model == "slow":

@@ -66,7 +66,7 @@ def test_answer_kinds(question: str, lang: str, kind: str) -> None:
     ],
 )
 def test_questions_about_the_whole_article(question: str, whole: bool) -> None:
-    from chatbot.features import ABOUT_ARTICLE
+    from chatbot.answer.features import ABOUT_ARTICLE
 
     assert bool(ABOUT_ARTICLE.search(question)) is whole
 
@@ -189,7 +189,7 @@ def test_unloadable_reranker_is_a_clear_error(settings: object, built: object, e
 
 
 def test_abbreviations_of_names_spelled_out_count_as_present() -> None:
-    from chatbot.extract import _acronyms
+    from chatbot.answer.extract import _acronyms
 
     text = "Le Haut Conseil de l’évaluation de la recherche et de l’enseignement supérieur a répondu. The National Security Agency declined."
     found = _acronyms(text)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from chatbot import bank
-from chatbot import features as F
-from chatbot.model import AnswerModels, Calibration, Logistic
+from chatbot.answer import features as F
+from chatbot.answer.models import AnswerModels, Calibration, Logistic
 from chatbot.train import fit_calibration, fit_logistic
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -93,6 +93,7 @@ class CitationOut(BaseModel):
     highlight: list[int] | None = Field(None, description="The answer span [start, end) inside `text`.")
     document: str = Field("", description="The id of the document the passage comes from.")
     document_title: str = ""
+    quoted: bool = Field(False, description="The answer text quotes this passage.")
 
 
 class AnswerOut(BaseModel):
@@ -106,6 +107,10 @@ class AnswerOut(BaseModel):
     notes: list[str]
     confidence: float = Field(
         description="Calibrated probability that the answer is right; below the answer threshold, answered is false."
+    )
+    status: Literal["answered", "unsure", "not_found"] = Field(
+        description="answered: stated from a quoted passage. unsure: the closest candidate(s) quoted as such, "
+        "not stated. not_found: the scope does not answer (an absence model's evidence, not low confidence)."
     )
 
 

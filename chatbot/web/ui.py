@@ -55,13 +55,17 @@ def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) 
             chat.append({"role": "assistant", "content": answer_markdown(text, i, ids)})
         else:
             notes = "".join(f"\n\n_{inert(note)}_" for note in answer.notes)  # e.g. "the generated answer was corrected"
-            chat.append({"role": "assistant", "content": answer_markdown(answer.answer, i, ids) + notes})
+            # an empty marker the stylesheet finds with :has(): the bubble reads as "not sure" or "not found"
+            outcome = f'<span class="outcome-{answer.status}"></span>' if answer.status != "answered" else ""
+            chat.append({"role": "assistant", "content": outcome + answer_markdown(answer.answer, i, ids) + notes})
             for c in answer.citations:
+                # a "not sure" answer's quoted candidates are shown open: the reader judges them
+                shown_open = answer.status == "unsure" and c.quoted
                 chat.append(
                     {
                         "role": "assistant",
                         "content": passage_markdown(c),
-                        "metadata": {"title": source_title(c, i), "status": "done"},
+                        "metadata": {"title": source_title(c, i)} if shown_open else {"title": source_title(c, i), "status": "done"},
                     }
                 )
         owners += [i] * (len(chat) - len(owners))
@@ -262,6 +266,8 @@ CSS = """
 #chat mark { background: #fde68a; color: inherit; font-size: inherit; padding: 0 .1em; border-radius: 3px; }
 #chat a.cite { text-decoration: none; font-weight: 700; padding: 0 .1em; color: var(--color-accent); cursor: pointer; }
 #chat a.cite:hover { text-decoration: underline; }
+#chat .message:has(.outcome-unsure) { border: 2px dashed #d97706 !important; background: #fffbeb !important; }
+#chat .message:has(.outcome-not_found) { border: 1px solid #cbd5e1 !important; background: #f8fafc !important; color: #475569; }
 @media (max-width: 640px) {
   #title h1 { font-size: 1.2rem; }
   #chat .message-row.bot-row { max-width: calc(100% - 12px) !important; }

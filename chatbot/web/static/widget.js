@@ -90,7 +90,8 @@
     ".bot .text { white-space: pre-wrap; }",
     ".pending .text { color: #64748b; font-style: italic; }",
     ".error .text { color: #b91c1c; }",
-    ".refusal .text { color: #92400e; }",
+    ".refusal .text { color: #475569; }",
+    ".unsure .text { border-left: 3px dashed #d97706; padding-left: 8px; background: #fffbeb; }",
     ".note { margin: 8px 0 0; font-size: 13px; font-style: italic; color: #64748b; }",
     ".cite { border: 0; background: none; padding: 0 1px; color: var(--article-chat-accent, #1d4ed8); font-weight: 600; }",
     ".cite:hover { text-decoration: underline; }",
@@ -185,8 +186,15 @@
       if (!(p in last)) order.push(p);
       last[p] = f;
     });
+    // quotes are delimited within their paragraph: a "not sure" answer quotes two candidates
     return order.map(function (p) { return last[p]; }).filter(function (f) {
-      return !quoted.some(function (q) { return q[0] < f.start && f.start < q[1]; });
+      var p = 0, end = text.length;
+      starts.forEach(function (s) { if (s <= f.start) p = s; else if (s < end) end = s; });
+      var part = text.slice(p, end);
+      return ![["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].some(function (q) {
+        var a = part.indexOf(q[0]), b = part.lastIndexOf(q[1]);
+        return a >= 0 && a < b && p + a < f.start && f.start < p + b;
+      });
     });
   }
 
@@ -374,7 +382,8 @@
     function renderAnswer(msg, answer) {
       var n = ++turn;
       var details = {};
-      msg.box.className = "msg bot done" + (answer.answered ? "" : " refusal");
+      var status = answer.status || (answer.answered ? "answered" : "not_found");
+      msg.box.className = "msg bot done" + (status === "unsure" ? " unsure" : status === "not_found" ? " refusal" : "");
       msg.text.textContent = "";
       var ids = {};
       (answer.citations || []).forEach(function (c) { ids[c.id] = true; });
@@ -405,6 +414,7 @@
           d.id = "src-" + n + "-" + c.id;
           if (typeof c.document === "string") d.setAttribute("data-document", c.document);
           d.appendChild(el("summary", "", citationLabel(c)));
+          if (status === "unsure" && c.quoted === true) d.open = true; // the reader judges a "not sure" candidate
           var p = el("p", "passage");
           var text = String(c.text), h = c.highlight;
           if (h && h[0] < h[1]) {

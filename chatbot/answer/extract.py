@@ -1,10 +1,10 @@
 """Extractive answers: choose the sentence that answers, put the answer span first, quote it.
 
 Simplifies: no generation. Every sentence of the best passages is a candidate; fitted models
-(chatbot/model.py, trained by `python app.py train` on the question bank) score how likely each
-one answers, and how likely the best one is a right answer at all. That probability, calibrated
-on articles the models never saw, is the answer's confidence: below the threshold the honest
-answer is "the article does not seem to say", with the closest passages shown.
+(chatbot/answer/models.py, trained by `python app.py train` on the question bank) score how
+likely each one answers, how likely the best one is right, and how likely the scope does not
+answer at all. chatbot/answer/outcome.py turns the two calibrated probabilities into one of three
+outcomes; this module gathers the candidates and writes each outcome's text.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chatbot import features as F
 from chatbot import spans
+from chatbot.answer import features as F
+from chatbot.answer.models import AnswerModels
+from chatbot.answer.outcome import Status, decide, shown_candidates
 from chatbot.language import Messages
-from chatbot.model import AnswerModels
 from chatbot.question import KINDS, Mentions, QuestionInfo, _word_in, aspects, content_words, fold, folded_words, has_aspect
 from chatbot.retrieve import Chunk, Hit, Retriever, Sentence
 from chatbot.settings import Settings
@@ -129,6 +130,9 @@ class Draft:
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)  # chunk id -> fused retrieval score
     confidence: float = 0.0
+    status: Status = "not_found"
+    absent: float = 0.0  # calibrated probability that the scope does not answer
+    unsure: Draft | None = None  # the same candidates shown as "not sure" (when a generated answer fails)
 
 
 @dataclass
@@ -153,6 +157,7 @@ class Extractor:
 
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
         self.default_idf = max(retriever.idf.values(), default=1.0)
+        self._kind_cache: dict[str, frozenset[str]] = {}
 
 
     # The scope's text and what is derived from it, computed when first needed: a view of one
@@ -177,6 +182,30 @@ class Extractor:
     @functools.cached_property
     def years(self) -> frozenset[int]:
         return frozenset(int(y) for y in spans.YEAR.findall(self.corpus))
+
+    def _chunks_with_kind(self, kind: str) -> frozenset[str]:
+        """Ids of the scope's passages holding an answer of a typed kind (an amount, a date...),
+        found once per kind: whether the scope has any is evidence about absence, whatever
+        retrieval brought."""
+        found = self._kind_cache.get(kind)
+        if found is None:
+            found = frozenset(c.id for c in self.r.chunks.values() if spans.find(kind, c.text))
+            self._kind_cache[kind] = found
+        return found
+
+    def scope_evidence(self, info: QuestionInfo, required: list[str]) -> dict[str, float]:
+        """Does the scope hold the asked kind of answer at all, and in a passage that names every
+        required entity?"""
+        typed = info.kind in TYPED
+        with_kind = self._chunks_with_kind(info.kind) if typed else frozenset(self.r.chunks)
+        if required:
+            named = [c.id for c in self.r.chunks.values() if all(self.mentions.mentioned(e, c.text) for e in required)]
+        else:
+            named = list(self.r.chunks)
+        return {
+            "scope_kind_absent": 1.0 if typed and not with_kind else 0.0,
+            "scope_ent_kind": 1.0 if any(cid in with_kind for cid in named) else 0.0,
+        }
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
@@ -356,6 +385,7 @@ class Extractor:
         choices.sort(key=lambda c: -c.score)
         missing = self.missing_from_corpus(info)
         q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
+        q.update(self.scope_evidence(info, required))
         return Assessment(choices, q, missing)
 
     def _question_features(
@@ -469,6 +499,12 @@ class Extractor:
         raw = float(self.models.answerable.prob([a.question])[0])
         return self.models.calibration(raw)
 
+    def absence(self, a: Assessment) -> float:
+        """Calibrated probability that the scope does not answer (0 without models: never "not found")."""
+        if self.models is None or not a.choices:
+            return 0.0
+        return self.models.absent(F.absence_features(a.question, [(c.score, c.features) for c in a.choices]))
+
     def answer(
         self,
         info: QuestionInfo,
@@ -480,35 +516,42 @@ class Extractor:
         previous: str = "",
     ) -> Draft:
         if not hits:
-            return self._refuse(lang, [], "no passages", offtopic=True)
+            return self._not_found(lang, [], [], "no passages", offtopic=True)
         a = self.assess(info, qvec, hits, lang, followup, own, previous)
-        conf = self.confidence(a)
-        threshold = self.s.answer_threshold
-        if conf < threshold or not a.choices:
-            # unsure is not "the article does not say": it may, in a passage we could not pin down
-            draft = self._refuse(lang, hits, f"confidence {conf:.2f} below {threshold:.2f}", unsure=True)
-            draft.confidence = conf
-            return draft
-        draft = self._compose(info, a.choices[0], hits, lang)
-        draft.confidence = conf
+        conf, absent = self.confidence(a), self.absence(a)
+        bar = self.s.absence_threshold or (self.models.absence_threshold if self.models else 1.0)
+        status = decide(bool(a.choices), conf, absent, self.s.answer_threshold, bar)
+        if status == "not_found":
+            draft = self._not_found(lang, hits, a.missing, f"absence {absent:.2f} >= {bar:.2f}")
+        else:
+            unsure = self._unsure(info, a.choices, hits, lang)
+            draft = self._compose(info, a.choices[0], hits, lang) if status == "answered" else unsure
+            draft.unsure = unsure
+            if status == "unsure":
+                draft.reason = f"confidence {conf:.2f} below {self.s.answer_threshold:.2f}"
+        draft.status, draft.confidence, draft.absent = status, conf, absent
         return draft
 
-    def _compose(self, info: QuestionInfo, best: Choice, hits: list[Hit], lang: str) -> Draft:
+    def _quote(self, info: QuestionInfo, best: Choice, lang: str) -> tuple[str, str, tuple[int, int] | None]:
+        """A candidate's answer span as said first (the lead, "" if none), its sentences as a
+        quote (one paragraph: a document's blank lines would split it), and the span to
+        highlight in its passage, relative to the passage text."""
         chunk = best.hit.chunk
         quote = (
             " ".join(s.text for s in best.sentences)
             if not (info.kind == "list" and chunk.meta.get("kind") == "list")
             else chunk.text
         )
+        quote = re.sub(r"\n\s*\n+", "\n", quote)
         lead = ""
-        highlight: dict[str, tuple[int, int]] = {}
+        highlight: tuple[int, int] | None = None
         base = int(chunk.meta["start"])
         if best.span is not None and not any(best.span.text in s.text for s in best.sentences):
             lead = best.span.text  # from the passage's metadata (a comment's date)
         elif best.span is not None:
             sent = next((s for s in best.sentences if best.span.text in s.text), best.sentences[-1])
             rel = sent.start - base + sent.text.find(best.span.text)
-            highlight[chunk.id] = (rel, rel + len(best.span.text))
+            highlight = (rel, rel + len(best.span.text))
             if info.kind == "amount":
                 lead = spans.render_amount(best.span.text, lang)
             elif info.kind == "percent":
@@ -519,31 +562,76 @@ class Extractor:
             lead = ", ".join(best.items)
         elif best.lead:
             lead = best.lead  # "what is this about?": the headline, then the lead quoted
-            highlight[chunk.id] = (best.sentences[0].start - base, best.sentences[-1].end - base)
+            highlight = (best.sentences[0].start - base, best.sentences[-1].end - base)
         else:
-            first = best.sentences[0]
-            highlight[chunk.id] = (first.start - base, best.sentences[-1].end - base)
+            highlight = (best.sentences[0].start - base, best.sentences[-1].end - base)
+        quote = quote if len(quote) <= self.s.max_quote_chars else quote[: self.s.max_quote_chars].rsplit(" ", 1)[0] + " …"
+        return lead, quote, highlight
+
+    def _label(self, chunk: Chunk, lang: str) -> str:
+        """What a quote is introduced with: a reader comment, one of several documents, the article."""
         doc_lang = str(chunk.meta.get("language") or "") or self._passage_language(chunk)
         if chunk.meta.get("section") == "comment" and chunk.meta.get("author"):
-            label = self.msg.get("comment_label", lang, author=str(chunk.meta["author"]))
-        elif len(self.r.documents) > 1:
+            return self.msg.get("comment_label", lang, author=str(chunk.meta["author"]))
+        if len(self.r.documents) > 1:
             # several documents: every quote names the one it comes from, so an added file never
             # passes for the article
             name = str(chunk.meta.get("title") or chunk.meta.get("source") or "")[:80]
-            label = self.msg.get("quote_label_doc", lang, name=name)
-        else:
-            # "From the article" for a news page, "From the document" for a note or a Markdown file
-            doc = self.r.documents.get(str(chunk.meta.get("doc_id")), {})
-            key = "quote_label" if doc.get("kind", "article") == "article" else "quote_label_document"
-            if doc_lang and doc_lang != lang:
-                label = self.msg.get(key + "_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
-            else:
-                label = self.msg.get(key, lang)
-        quote = quote if len(quote) <= self.s.max_quote_chars else quote[: self.s.max_quote_chars].rsplit(" ", 1)[0] + " …"
-        body = f"{label} : « {quote} » [1]" if lang == "fr" else f"{label}: “{quote}” [1]"
+            return self.msg.get("quote_label_doc", lang, name=name)
+        # "From the article" for a news page, "From the document" for a note or a Markdown file
+        key = "quote_label" if self._noun(chunk) == "article" else "quote_label_document"
+        if doc_lang and doc_lang != lang:
+            return self.msg.get(key + "_foreign", lang, language=self.msg.get(f"lang_{doc_lang}", lang))
+        return self.msg.get(key, lang)
+
+    def _noun(self, chunk: Chunk | None = None) -> str:
+        """"article" or "document": what the scope (or the chunk's document) is to a reader."""
+        docs = list(self.r.documents.values()) if chunk is None else [self.r.documents.get(str(chunk.meta.get("doc_id")), {})]
+        return "article" if all(d.get("kind", "article") == "article" for d in docs) else "document"
+
+    @staticmethod
+    def _quoted(label: str, quote: str, marker: int, lang: str) -> str:
+        return f"{label} : « {quote} » [{marker}]" if lang == "fr" else f"{label}: “{quote}” [{marker}]"
+
+    def _compose(self, info: QuestionInfo, best: Choice, hits: list[Hit], lang: str) -> Draft:
+        chunk = best.hit.chunk
+        lead, quote, span = self._quote(info, best, lang)
+        body = self._quoted(self._label(chunk, lang), quote, 1, lang)
         text = f"{lead} [1]\n\n{body}" if lead else body
         others = [h for h in hits if h.chunk.id != chunk.id]
-        return Draft(True, text, [chunk], others, highlight, scores={h.chunk.id: h.score for h in hits})
+        highlight = {chunk.id: span} if span else {}
+        return Draft(True, text, [chunk], others, highlight, scores={h.chunk.id: h.score for h in hits}, status="answered")
+
+    def _unsure(self, info: QuestionInfo, choices: list[Choice], hits: list[Hit], lang: str) -> Draft:
+        """"Not sure — the closest passage says: …": the best candidate (its span first, when it has
+        one, then its sentence quoted) and the second when the ranker scores it close."""
+        n = shown_candidates([c.score for c in choices], self.s.unsure_second_gap)
+        used: list[Chunk] = []
+        highlight: dict[str, tuple[int, int]] = {}
+        paragraphs: list[str] = []
+        seen: set[str] = set()
+        for k, choice in enumerate(choices[:n]):
+            chunk = choice.hit.chunk
+            lead, quote, span = self._quote(info, choice, lang)
+            if quote in seen:
+                continue
+            seen.add(quote)
+            if chunk.id not in {c.id for c in used}:
+                used.append(chunk)
+            marker = 1 + [c.id for c in used].index(chunk.id)
+            if span and chunk.id not in highlight:
+                highlight[chunk.id] = span
+            intro = self.msg.get("unsure" if k == 0 else "unsure_second", lang)
+            if k == 0:
+                paragraphs.append(f"{intro} {lead} [{marker}]" if lead else intro)
+                paragraphs.append(self._quoted(self._label(chunk, lang), quote, marker, lang))
+            else:
+                said = f"{lead} [{marker}] — " if lead else ""
+                paragraphs.append(f"{intro} {said}{self._quoted(self._label(chunk, lang), quote, marker, lang)}")
+        others = [h for h in hits if h.chunk.id not in {c.id for c in used}]
+        return Draft(
+            False, "\n\n".join(paragraphs), used, others, highlight, scores={h.chunk.id: h.score for h in hits}, status="unsure"
+        )
 
     def _passage_language(self, chunk: Chunk) -> str:
         doc = self.r.documents.get(str(chunk.meta.get("doc_id")), {})
@@ -555,15 +643,14 @@ class Extractor:
             doc["language"] = lang
         return lang
 
-    def _refuse(
-        self, lang: str, hits: list[Hit], reason: str, offtopic: bool = False, entity: str = "", unsure: bool = False
-    ) -> Draft:
-        if unsure:
-            text = self.msg.get("refusal_unsure", lang)
-        elif offtopic:
+    def _not_found(self, lang: str, hits: list[Hit], missing: list[str], reason: str, offtopic: bool = False) -> Draft:
+        """The scope does not answer: say which asked name it never mentions, when one is missing."""
+        several = len(self.r.documents) > 1
+        suffix = "_many" if several else ("" if self._noun() == "article" else "_document")
+        if offtopic:
             text = self.msg.get("refusal_offtopic", lang)
-        elif entity:
-            text = self.msg.get("refusal_partial", lang, entity=entity)
+        elif missing:
+            text = self.msg.get("not_found_entity" + suffix, lang, entity=missing[0])
         else:
-            text = self.msg.get("refusal", lang)
-        return Draft(False, text, [], hits, {}, reason, scores={h.chunk.id: h.score for h in hits})
+            text = self.msg.get("not_found" + suffix, lang)
+        return Draft(False, text, [], hits, {}, reason, scores={h.chunk.id: h.score for h in hits}, status="not_found")

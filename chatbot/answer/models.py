@@ -2,9 +2,11 @@
 
 Simplifies: every model is a standardised logistic regression (feature names, means, scales,
 coefficients, intercept), so serving needs neither scikit-learn nor pickle, and a person can read
-what was learned. Confidence is the answerability model's probability passed through an
-isotonic calibration table fitted on held-out articles; because it is calibrated, the answer
-threshold follows from what a wrong answer costs (settings), not from tuning.
+what was learned. Three of them: the ranker (which sentence answers), the answerability model
+(is the ranker's pick right?) and the absence model (does the scope answer at all?). The last two
+are passed through isotonic calibration tables fitted on articles they never saw; the answer
+threshold follows from what a wrong answer costs (settings), the absence threshold is the
+operating point `train` chose on unseen articles for few false absences (kept in the file).
 """
 
 from __future__ import annotations
@@ -69,12 +71,23 @@ class Calibration:
         return float(np.interp(p, self.x, self.y))
 
 
+def _table(c: Calibration) -> dict[str, list[float]]:
+    return {"x": [round(float(v), 6) for v in c.x], "y": [round(float(v), 6) for v in c.y]}
+
+
 @dataclass(frozen=True)
 class AnswerModels:
     sentence: Logistic  # P(this sentence answers the question)
     answerable: Logistic  # P(the best sentence is a right answer), from question-level features
     calibration: Calibration
+    absence: Logistic  # P(the scope does not answer the question), from absence features
+    absence_calibration: Calibration
+    absence_threshold: float  # calibrated absence probability from which the answer is "not found"
     meta: dict[str, Any]
+
+    def absent(self, row: dict[str, float]) -> float:
+        """Calibrated probability that the scope does not answer, for one question's absence features."""
+        return self.absence_calibration(float(self.absence.prob([row])[0]))
 
     @classmethod
     def load(cls, path: Path) -> AnswerModels:
@@ -84,6 +97,9 @@ class AnswerModels:
                 Logistic.from_dict(d["sentence"]),
                 Logistic.from_dict(d["answerable"]),
                 Calibration(np.asarray(d["calibration"]["x"]), np.asarray(d["calibration"]["y"])),
+                Logistic.from_dict(d["absence"]),
+                Calibration(np.asarray(d["absence_calibration"]["x"]), np.asarray(d["absence_calibration"]["y"])),
+                float(d["absence_threshold"]),
                 d.get("meta", {}),
             )
         except FileNotFoundError as exc:
@@ -95,10 +111,10 @@ class AnswerModels:
         return {
             "sentence": self.sentence.to_dict(),
             "answerable": self.answerable.to_dict(),
-            "calibration": {
-                "x": [round(float(v), 6) for v in self.calibration.x],
-                "y": [round(float(v), 6) for v in self.calibration.y],
-            },
+            "calibration": _table(self.calibration),
+            "absence": self.absence.to_dict(),
+            "absence_calibration": _table(self.absence_calibration),
+            "absence_threshold": round(self.absence_threshold, 6),
             "meta": self.meta,
         }
 
