@@ -209,16 +209,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return JSONResponse(
-            {"error": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"}
-        )  # sent outside the middlewares
-
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(ChatbotError, chatbot_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    # any other exception: a JSON 500 and one short log line (chatbot/web/hardening.py, ContainErrors)
 
 
 def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> APIRouter:
