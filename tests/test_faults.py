@@ -115,9 +115,7 @@ REFUSING = (
 
 @pytest.mark.parametrize("size", [4096, 65536, 524288], ids=["4KB", "64KB", "512KB"])
 @pytest.mark.parametrize("where", ["third", "middle", "end"])
-def test_garbage_in_the_store_is_exit_6_with_advice_then_rebuilt(
-    kept_index: Path, tmp_path: Path, where: str, size: int
-) -> None:
+def test_garbage_in_the_store_is_exit_6_with_advice_then_rebuilt(kept_index: Path, tmp_path: Path, where: str, size: int) -> None:
     """Random bytes over chroma.sqlite3 at a third, the middle or the end of it: every command but the
     rebuild refuses with one line, exit 6 and the advice; `index --rebuild` sets the store aside
     (kept, and says where) and rebuilds from the kept documents."""
@@ -137,7 +135,10 @@ def test_garbage_in_the_store_is_exit_6_with_advice_then_rebuilt(
         out = run_app(*(a.format(extra=extra) for a in args), env=env, timeout=60)
         assert out.returncode == 6, (args, out.returncode, out.stderr[-1000:])
         lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and "python app.py index --rebuild" in lines[0] and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(lines) == 1 and "python app.py index --rebuild" in lines[0] and "Traceback" not in out.stderr, (
+            args,
+            out.stderr,
+        )
     assert db.read_bytes()[offset : offset + size] == random.Random(offset + size).randbytes(size)  # nobody wrote to it
 
     fixed = run_app("index", "--rebuild", env=env, timeout=300)
@@ -149,7 +150,9 @@ def test_garbage_in_the_store_is_exit_6_with_advice_then_rebuilt(
     assert listed.returncode == 0, listed.stderr
     assert {d["id"] for d in json.loads(listed.stdout)} == {"ai-investments-2024.fr", "kept"}
     assert run_app("index", "add", str(extra), env=env).returncode == 0  # the rebuilt store takes new documents
-    print(f"garbage {size} B at {where} ({offset} of {length}): 4 commands exit 6 with the advice; rebuilt, set aside as {aside[0].name}")
+    print(
+        f"garbage {size} B at {where} ({offset} of {length}): 4 commands exit 6 with the advice; rebuilt, set aside as {aside[0].name}"
+    )
 
 
 def _as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
