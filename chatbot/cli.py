@@ -141,7 +141,10 @@ def _answer_line(bot: Any, line: str, docs: list[str] | None = None) -> None:
                 raise InvalidQuestion(f"invalid JSON: {exc.msg}") from None
             if not isinstance(item, dict):
                 raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
-            out = bot.scoped(item.get("document") or docs).answer(item.get("question"), item.get("history"))
+            scope = docs if item.get("document") is None else item["document"]
+            if scope == "" or scope == [] or (isinstance(scope, list) and "" in scope):
+                raise InvalidQuestion("empty scope: name at least one document (leave `document` out to ask every document)")
+            out = bot.scoped(scope).answer(item.get("question"), item.get("history"))
         else:
             out = bot.scoped(docs).answer(line)
         print(json.dumps(out.to_dict(), ensure_ascii=False), flush=True)
@@ -200,30 +203,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_build(args: argparse.Namespace, files: list[str]) -> int:
+    from chatbot.progress import Progress
     from index.build import build
 
     settings = _settings()
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if getattr(args, "quiet", False):
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="indexing", unit="doc", file=sys.stderr, disable=None)
-        bar.n = done
-        bar.refresh()
-
+    progress = Progress("never" if getattr(args, "quiet", False) else settings.progress)
     try:
         report = build(
             settings, [Path(f) for f in files], rebuild=getattr(args, "rebuild", False), progress=progress, warn=_warn,
-            lock_timeout=getattr(args, "wait", 0.0),
+            lock_timeout=getattr(args, "wait", 0.0), encoding=getattr(args, "encoding", None),
         )  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if not getattr(args, "quiet", False):
         if report.status == "unchanged":
             print(f"index up to date: {report.documents} document(s), {report.info.units} units ({report.info.embedder})")
@@ -370,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="index list: print JSON")
     i.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
     i.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another indexer to finish")
+    i.add_argument(
+        "--encoding", default=None, metavar="NAME",
+        help="index add: the files' encoding (e.g. latin-1, cp1252); default: UTF-8, or the charset an HTML page declares",
+    )  # fmt: skip
     i.set_defaults(func=cmd_index)
 
     t = sub.add_parser("train", help="fit the answer models on the question bank (needs the .[train] extra)")
@@ -398,7 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `index add --wait 5 FILE`: argparse gives the files' positional its values before the option
+        # only; the ones after it come back here. Any other leftover is an error, as parse_args makes it.
+        if getattr(args, "command", None) == "index" and args.files and not any(x.startswith("-") for x in extra):
+            args.files = [*args.files, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         args = parser.parse_args(["chat"])
     _quiet_libraries()
@@ -416,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a bug or a library failure: one line for people, the traceback with -v
         logging.getLogger("chatbot").debug("unexpected error", exc_info=True)
+        from index import store
+
+        if store.store_failure(exc):  # the store failed midway (its first read passed): exit 6 and what to do
+            failure = store.unreadable(_settings(), exc, "the index store failed")
+            _warn(f"error: {failure}")
+            return failure.exit_code
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         _warn(f"error: unexpected {type(exc).__name__}: {first} (run with -v for details)")
         return 1

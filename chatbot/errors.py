@@ -50,6 +50,11 @@ class StoreUnavailable(ChatbotError):
     http_status = 503
 
 
+class StoreDamaged(StoreUnavailable):
+    """The embedded store's files cannot be read (a damaged database, whatever the library says):
+    `python app.py index --rebuild` sets them aside and rebuilds from the kept documents."""
+
+
 class EmbedderUnavailable(ChatbotError):
     """No configured embedding model could be loaded."""
 

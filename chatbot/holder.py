@@ -152,7 +152,7 @@ class BotHolder:
             expected = sum(int(r["meta"].get("units", 0)) for r in sample)
             found = store.count_units(client, info.collection, [r["key"] for r in sample])
         except Exception as exc:
-            raise StoreUnavailable(f"the store cannot answer: {store._short(exc)}{store.advice(exc)}") from exc
+            raise store.unreadable(self.settings, exc, "the store cannot answer") from exc
         if found != expected or len(sample) != min(len(info.keys), self.settings.health_documents):
             raise StoreUnavailable(
                 f"the store does not hold the served index ({found} units instead of {expected} in its first "

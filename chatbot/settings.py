@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,12 @@ class Settings(BaseSettings):
     embed_threads: int = 2
     vector_cache: bool = True  # passage vectors kept per machine in cache_dir (index/vector_cache.py)
     vector_cache_max: int = 100_000  # vectors kept there (~150 MB for e5); the oldest go first
+
+    # adding documents
+    # the text of one added document (a file, or an HTML page's main text), in UTF-8 bytes: more is refused.
+    # Indexing runs at ~0.17 MB of text a minute on 2 cores (benchmarks/index_rate.py), so this is ~3 minutes.
+    max_document_bytes: int = 500_000
+    progress: Literal["auto", "always", "never"] = "auto"  # indexing progress on stderr: "auto" when it is a terminal
 
     # chunking
     chunk_max_chars: int = 1200

@@ -33,6 +33,16 @@ NUMBER = re.compile(r"(?<![\w.,/])\d+(?:[.,]\d+)?(?![\w%/])")  # not a part of 9
 NAME = re.compile(r"\b(?:[A-Z][\w\-]*[a-z][\w\-]*|[a-z]+[A-Z]\w*|[A-Z]{2,}\w*)(?:\s(?:[A-Z][\w\-]*|[a-z]\d+\w*))*")
 
 
+# A citation marker a document carries ("… in 2023 [3].", "[12]"): never a figure of the text.
+# Masked with spaces of the same length, so spans keep their offsets in the original.
+_MARKER = re.compile(r"\[\s*\d{1,4}(?:\s*[,–-]\s*\d{1,4})*\s*\]")
+
+
+def without_markers(text: str) -> str:
+    """`text` with each bracketed citation marker blanked out (same length, same offsets)."""
+    return _MARKER.sub(lambda m: " " * len(m.group()), text)
+
+
 @dataclass(frozen=True)
 class Span:
     start: int
@@ -42,7 +52,9 @@ class Span:
 
 
 def find(kind: str, text: str) -> list[Span]:
-    """Spans of a kind ("amount", "percent", "count", "date", "who") in text, in order."""
+    """Spans of a kind ("amount", "percent", "count", "date", "who") in text, in order. A
+    document's own "[3]" is plain text here: no span is found in or across a marker."""
+    text = without_markers(text)
     if kind == "amount":
         found = [
             m
@@ -171,6 +183,7 @@ _LIST_INTRO = re.compile(
 
 def list_items(text: str) -> list[str]:
     """Items of a bullet list ('- Name : ...' -> Name) or of an enumeration ('suivi par a, b et c')."""
+    text = without_markers(text)
     bullets = re.findall(r"^\s*[-*•]\s+([^:\n]+?)(?:\s*:|$)", text, re.M)
     if bullets:
         return [b.strip() for b in bullets]

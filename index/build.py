@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.errors import CorpusError, UnknownDocument
+from chatbot.errors import ChatbotError, CorpusError, UnknownDocument
 from chatbot.settings import Settings
 from index import store
 from index.chunk import Unit, chunk_document
@@ -27,7 +27,7 @@ from index.parse import ParsedDocument, parse_file, parse_text
 
 PIPELINE_VERSION = "10"  # 10: one shared units collection; documents added and removed one by one
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
-MAX_FILE_BYTES = 20_000_000
+MAX_FILE_BYTES = 20_000_000  # read at all (markup included); the text indexed is capped by settings.max_document_bytes
 EMBED_BATCH = 16
 
 
@@ -59,8 +59,10 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
 
 
-def read_document(path: Path) -> SourceDoc:
-    """A file's text and id, or CorpusError with a reason a person can act on."""
+def read_document(path: Path, encoding: str | None = None, max_text_bytes: int = 0) -> SourceDoc:
+    """A file's text and id, or CorpusError with a reason a person can act on. The bytes are decoded
+    strictly (index/decode.py: `encoding`, else a BOM's, else the page's declared charset, else
+    UTF-8); an HTML page must have main text; `max_text_bytes` (0: no limit) caps the text to index."""
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
     if not path.is_file():
@@ -68,29 +70,41 @@ def read_document(path: Path) -> SourceDoc:
     if path.suffix.lower() not in SUPPORTED:
         raise CorpusError(f"{path}: unsupported type {path.suffix or '(none)'}; use {', '.join(SUPPORTED)}")
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:  # before reading it: a page's markup may be far larger than its text
+            raise CorpusError(f"{path}: too large ({size} bytes, limit {MAX_FILE_BYTES})")
         data = path.read_bytes()
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise CorpusError(f"{path}: too large ({len(data)} bytes, limit {MAX_FILE_BYTES})")
-    if b"\x00" in data[:4096]:
-        raise CorpusError(f"{path}: looks binary, not text")
-    try:
-        raw = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raw = data.decode("latin-1")
+    is_html = path.suffix.lower() in (".html", ".htm")
+    from index.decode import decode
+
+    raw = decode(data, str(path), encoding, html=is_html)
     if not raw.strip():
         raise CorpusError(f"{path}: empty document")
-    return from_text(path.name, raw)
+    doc = from_text(path.name, raw, require_text=True)
+    text_bytes = len((doc.text or doc.raw).encode("utf-8"))
+    if max_text_bytes and text_bytes > max_text_bytes:
+        what = " of main text" if is_html else ""
+        raise CorpusError(
+            f"{path}: too large to index in reasonable time ({text_bytes / 1e6:.2f} MB{what}; the limit is "
+            f"{max_text_bytes / 1e6:.2f} MB): split it into several documents, or raise CHATBOT_MAX_DOCUMENT_BYTES"
+        )
+    return doc
 
 
-def from_text(source: str, raw: str) -> SourceDoc:
-    """The document a file named `source` holding `raw` is; HTML pages go through trafilatura."""
+def from_text(source: str, raw: str, require_text: bool = False) -> SourceDoc:
+    """The document a file named `source` holding `raw` is; HTML pages go through trafilatura.
+    `require_text`: a page with no main text (a title alone) is refused (documents already kept
+    are rebuilt as they were, whatever they hold)."""
     stem = Path(source).stem
     if source.lower().endswith((".html", ".htm")):
         from index.html import extract_page
 
         page = extract_page(raw)
+        if require_text and not page.has_main_text():
+            title = f" (only its title, {page.title[:80]!r})" if page.title else ""
+            raise CorpusError(f"{source}: no main text found in the page{title}: nothing to answer from")
         return SourceDoc(page.url or stem, source, raw, page.title, page.author, page.date, page.url, page.text)
     return SourceDoc(stem, source, raw)
 
@@ -150,11 +164,14 @@ def build(
     warn: Callable[[str], None] | None = None,
     lock_timeout: float = 0.0,
     remove: Sequence[str] = (),
+    encoding: str | None = None,
 ) -> BuildReport:
     """Bring the index up to date: the corpus, documents kept from earlier adds, `files` (added or
-    replacing the document of the same id), minus `remove` (ids). One writer at a time."""
+    replacing the document of the same id; read in `encoding` if given), minus `remove` (ids). One
+    writer at a time. `progress(units done, units to write)` follows the embedding, batch by batch."""
     t0 = time.perf_counter()
-    new_docs = [read_document(Path(f)) for f in expand(files)]  # fail before touching the store
+    # fail before touching the store
+    new_docs = [read_document(Path(f), encoding, settings.max_document_bytes) for f in expand(files)]
     _no_clashes(new_docs)
     with store.writer_lock(settings, timeout=lock_timeout):
         client = _open_for_writing(settings, rebuild, warn)
@@ -203,11 +220,21 @@ def build(
         try:
             # kept first, as NAME.pending: a kill from here to the pointer's move leaves no half-added document
             pending = keep_documents(settings, [d for d, _ in todo.values() if not _is_corpus(settings, d)])
-            for n, (d, key) in enumerate(todo.values()):
-                written[key], count = _write_document(settings, client, collection, d, key, embedder)
-                embedded += count
+            # every document cut into units first, so progress can count (and time) the whole add
+            prepared = [(d, key, *_units(settings, d, key, embedder)) for d, key in todo.values()]
+            total, done = sum(len(doc_units) for *_, doc_units in prepared), 0
+
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
                 if progress:
-                    progress(n + 1, len(todo))
+                    progress(done, total)
+
+            if progress and total:
+                progress(0, total)
+            for d, key, parsed, doc_units in prepared:
+                written[key] = _write_document(settings, client, collection, d, key, embedder, parsed, doc_units, step)
+                embedded += written[key]
             manifest = {**listed, **{doc_id: key for doc_id, (_, key) in todo.items()}}
             gone = [key for doc_id, key in listed.items() if manifest.get(doc_id) != key] + [
                 k for i, k in (current.documents if current is not None and not fresh else ()) if i in remove
@@ -234,6 +261,8 @@ def build(
                 raise
             from chatbot.errors import StoreUnavailable
 
+            if store.store_failure(exc) and not store.environmental(exc):  # damaged: say so, and how to recover
+                raise store.unreadable(settings, exc, "the index could not be written (the previous index is unchanged)") from exc
             # chroma raises its own error types for disk and permission trouble
             raise StoreUnavailable(
                 f"the index could not be written ({store._short(exc)}){store.advice(exc)}; the previous index is unchanged"
@@ -288,17 +317,26 @@ def _is_corpus(settings: Settings, d: SourceDoc) -> bool:
     return any(Path(p).name == d.source for p in settings.corpus)
 
 
-def _write_document(settings: Settings, client: Any, collection: str, d: SourceDoc, key: str, embedder: Any) -> tuple[int, int]:
-    """Units, vectors and the record of one document under `key`; (units, vectors computed)."""
+def _units(settings: Settings, d: SourceDoc, key: str, embedder: Any) -> tuple[ParsedDocument, list[Unit]]:
     parsed = d.parsed()
     if not parsed.records:
         raise CorpusError(f"{d.source}: no text found to index")
     units = chunk_document(parsed, d.doc_id, settings.chunk_max_chars, settings.chunk_max_tokens, embedder.count_tokens, salt=key)
+    return parsed, units
+
+
+def _write_document(
+    settings: Settings, client: Any, collection: str, d: SourceDoc, key: str, embedder: Any,
+    parsed: ParsedDocument, units: list[Unit], step: Callable[[int], None],
+) -> int:  # fmt: skip
+    """Vectors and the record of one document's units under `key`; returns how many units. `step(n)`
+    after each batch of n units embedded (the embedding is nearly all of the time)."""
     vectors: dict[str, list[float]] = {}
     for i in range(0, len(units), EMBED_BATCH):
         part = units[i : i + EMBED_BATCH]
         for u, v in zip(part, embedder.get_text_embedding_batch([u.embed_text for u in part]), strict=True):
             vectors[u.id] = v
+        step(len(part))
     second = _second_vectors(settings, units)
     from chatbot.language import detect_language
 
@@ -320,7 +358,7 @@ def _write_document(settings: Settings, client: Any, collection: str, d: SourceD
         "headings": json.dumps([r.text for r in parsed.records if r.kind == "heading"][:12], ensure_ascii=False),
     }
     store.write_document(client, collection, key, d.raw, meta, _nodes(units, vectors, key), second)
-    return len(units), len(units)
+    return len(units)
 
 
 def _date(parsed: ParsedDocument) -> str:
@@ -359,24 +397,41 @@ def _nodes(units: list[Unit], vectors: dict[str, list[float]], key: str) -> list
 
 
 def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], None] | None) -> Any:
-    """The store client; with --rebuild, a damaged embedded store is set aside and started afresh
-    (added documents are kept on disk too, so they come back)."""
-    from chatbot.errors import StoreUnavailable
-
+    """The store client. With --rebuild, an embedded store that cannot be opened or read, whatever
+    the error says (but a permission or disk-space problem, which a new store would share), is set
+    aside, kept, and a new one started: the added documents are kept on disk too, so they come back."""
     try:
-        return store.make_client(settings)
-    except StoreUnavailable as exc:
+        client = store.make_client(settings)
+        if rebuild and not settings.chroma_host:
+            stored_documents(client, store.read_pointer(client, settings))  # everything the rebuild will read
+        return client
+    except Exception as exc:
         folder = settings.data_dir / "chroma"
-        if not (rebuild and not settings.chroma_host and "damaged" in str(exc) and folder.exists()):
-            raise
-        aside = folder.with_name(f"chroma.damaged-{int(time.time())}")
-        folder.rename(aside)
-        if warn:
-            warn(f"warning: the store was damaged; moved it to {aside} and rebuilding")
-        from chromadb.api.client import SharedSystemClient
+        if not (rebuild and not settings.chroma_host and folder.exists()) or store.environmental(exc):
+            raise exc if isinstance(exc, ChatbotError) else store.unreadable(settings, exc, "cannot read the index store") from exc
+        reason = store._short(exc)
+    aside = _set_aside(folder)
+    if warn:
+        warn(
+            f"warning: the index store could not be read ({reason}); it was moved to {aside} (delete it once the "
+            "rebuilt index serves you) and the index is rebuilt from the kept documents"
+        )
+    from chromadb.api.client import SharedSystemClient
 
-        SharedSystemClient.clear_system_cache()  # chroma caches the failed client per path
-        return store.make_client(settings)
+    SharedSystemClient.clear_system_cache()  # chroma caches the failed client per path
+    return store.make_client(settings)
+
+
+def _set_aside(folder: Path) -> Path:
+    """Rename the store's folder to chroma.damaged-DATE-TIME (a new name each time), keeping it whole."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.damaged-{stamp}-{n}")
+    folder.rename(aside)
+    return aside
 
 
 PENDING = ".pending"  # a document kept for a build whose pointer has not moved yet

@@ -9,6 +9,7 @@ our own tag flattener, so a short hand-written page is still indexed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,18 @@ class Page:
     author: str = ""
     date: str = ""
     url: str = ""  # the canonical URL the page declares, if any
+    body: str = ""  # the main text alone (no title, no byline): no word in it for a page with nothing to read
+
+    def has_main_text(self) -> bool:
+        """Whether the page says anything besides its title (a bare title is no document)."""
+        return re.search(r"\w", self.body) is not None
+
+
+def _main_text(text: str, html: str, title: str) -> str:
+    """`text` without the lines that only repeat the page's title (its <title> or the extracted one)."""
+    m = re.search(r"(?is)<title\b[^>]*>(.*?)</title>", html[:200_000])
+    titles = {" ".join(t.split()) for t in (title, m.group(1) if m else "") if t.strip()}
+    return "\n".join(line for line in text.splitlines() if " ".join(line.split()) not in titles)
 
 
 def _extract(html: str, **mode: Any) -> Any:
@@ -47,7 +60,9 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
     if doc is None or not _get(doc, "text"):
         from index.parse import html_to_text
 
-        return Page(html_to_text(html), title=title)
+        # the body alone, for has_main_text: html_to_text also gives the <title>, a line the page's body may lack
+        text = html_to_text(html)
+        return Page(text, title=title, body=_main_text(text, html, title))
     title = title or _get(doc, "title")
     # the text as trafilatura gives it (not stripped): the answer models were fitted on exactly that
     author, date, body, comments = _get(doc, "author"), _get(doc, "date"), _raw(doc, "text"), _raw(doc, "comments")
@@ -71,7 +86,9 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
     if comments:
         lines += ["", comments]
     text = "\n".join(lines).strip() + "\n"
-    return Page(text, title=title, author=author, date=date, url=_canonical(html) or _get(doc, "url"))
+    return Page(
+        text, title=title, author=author, date=date, url=_canonical(html) or _get(doc, "url"), body=_main_text(body, html, title)
+    )
 
 
 def _own_comments(html: str) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatbot.errors import IndexLocked, IndexNotReady, StoreUnavailable
+from chatbot.errors import IndexLocked, IndexNotReady, StoreDamaged, StoreUnavailable
 from chatbot.settings import Settings
 
 POINTER_ID = "current"
@@ -56,14 +56,89 @@ def make_client(settings: Settings, snapshot: bool = False) -> Any:
         path = settings.data_dir / "chroma"
         path.mkdir(parents=True, exist_ok=True)
         if not snapshot:
+            check_database(settings)  # before Chroma opens (and may write to) a damaged file
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         n = next(i for i in range(1, len(_snapshots) + 2) if i not in _snapshots)
         client = chromadb.PersistentClient(path=str(path) + "/." * n, settings=chroma_settings)
         _snapshots[n] = client
         return client
+    except StoreDamaged:
+        raise
     except Exception as exc:
-        where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.data_dir)
-        raise StoreUnavailable(f"cannot open the Chroma store at {where}: {_short(exc)}{advice(exc)}") from exc
+        raise unreadable(settings, exc, "cannot open the Chroma store") from exc
+
+
+DATABASE = "chroma.sqlite3"  # the embedded store's SQLite file (the vector segments live in folders beside it)
+
+
+def check_database(settings: Settings) -> None:
+    """StoreDamaged if the embedded store's SQLite file is damaged. SQLite's quick_check walks every
+    page (0.3 s for 400 MB here), so garbage anywhere is found before any command reads or writes
+    through it: otherwise each command fails or not depending on which pages it touches (list
+    worked, ask failed, add wrote into it). Anything that stops the check itself (a locked, missing
+    or unreadable file) is left for Chroma to report."""
+    import sqlite3
+
+    path = settings.data_dir / "chroma" / DATABASE
+    if settings.chroma_host or not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if _damage(exc):
+            raise unreadable(settings, exc, "cannot read the index store") from exc
+        return  # busy, locked, read-only: not damage
+    finally:
+        conn.close()
+    if rows and rows[0][0] != "ok":
+        found = " ".join(str(rows[0][0]).replace("*** in database main ***", "").split())[:200]
+        raise unreadable(settings, sqlite3.DatabaseError(f"SQLite finds it damaged: {found}"), "cannot read the index store")
+
+
+def _damage(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in ("malformed", "not a database", "corrupt", "file is encrypted", "integrity", "disk image"))
+
+
+def environmental(exc: BaseException) -> bool:
+    """A permission or disk-space problem: the store's files are fine, their folder or disk is not."""
+    return bool(advice(exc))
+
+
+def unreadable(settings: Settings, exc: BaseException, what: str) -> StoreUnavailable:
+    """The error for a store that failed to open or answer. An embedded store failing for any
+    reason but permissions or disk space is damaged, whatever the library's words ("Error
+    executing plan: Error sending backfill request to compactor", "database disk image is
+    malformed", "Error in compaction"): StoreDamaged, whose advice is the rebuild. A server that
+    fails is unreachable (it may come back; rebuilding would not help)."""
+    if settings.chroma_host:
+        where = f"{settings.chroma_host}:{settings.chroma_port}"
+        return StoreUnavailable(f"{what} at {where}: {_short(exc)}{advice(exc)}")
+    if environmental(exc):
+        return StoreUnavailable(f"{what} in {settings.data_dir}: {_short(exc)}{advice(exc)}")
+    return StoreDamaged(f"{what} in {settings.data_dir / 'chroma'} ({_short(exc)}){REBUILD}")
+
+
+REBUILD = " — the store looks damaged: run `python app.py index --rebuild` to set it aside and rebuild from the kept documents"
+
+
+def store_failure(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) comes from the store's library or its database, rather
+    than from our code: the adapters then report it as a store problem, not a bug."""
+    import sqlite3
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in ("chromadb", "chromadb_rust_bindings") or isinstance(e, sqlite3.Error):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def close_snapshot(client: Any) -> None:
@@ -87,8 +162,6 @@ def advice(exc: BaseException) -> str:
         for k in ("no space", "disk is full", "file too large", "errno 28", "errno 27", "database or disk is full", "disk i/o")
     ):
         return " — writing to the disk failed (is it full?): free some space and retry"
-    if any(k in text for k in ("malformed", "not a database", "corrupt", "file is encrypted")):
-        return " — the store looks damaged: run `python app.py index --rebuild` to set it aside and rebuild"
     return ""
 
 
@@ -166,7 +239,7 @@ def read_pointer(client: Any, settings: Settings) -> IndexInfo | None:
             tuple(str(i) for i in manifest.get("removed", [])),
         )
     except Exception as exc:
-        raise StoreUnavailable(f"cannot read the index pointer: {_short(exc)}") from exc
+        raise unreadable(settings, exc, "cannot read the index pointer") from exc
     if _get(client, info.collection + DOCS_SUFFIX) is None or _get(client, info.collection + UNITS_SUFFIX) is None:
         return None
     return info

@@ -1,8 +1,12 @@
 """The command line contract: --help, ask --json schema, batch mode, exit codes, index errors."""
 
 import json
+import os
+import random
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +128,185 @@ def test_index_unchanged_and_add(env: dict[str, str], tmp_path: Path) -> None:
 def test_bad_setting_is_reported(env: dict[str, str]) -> None:
     out = run_app("ask", "hello", env={**env, "CHATBOT_TOP_K": "many"})
     assert out.returncode == 1 and "CHATBOT_TOP_K" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- only text is indexed (strict decoding), long adds show progress, the size limit ---
+
+
+@pytest.fixture()
+def data_env(tmp_path: Path) -> dict[str, str]:
+    """A data folder of its own, with the corpus indexed."""
+    env = {"CHATBOT_DATA_DIR": str(tmp_path / "d")}
+    assert run_app("index", env=env).returncode == 0
+    return env
+
+
+def listed(env: dict[str, str]) -> dict[str, str]:
+    out = run_app("index", "list", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    return {d["id"]: d["title"] for d in json.loads(out.stdout)}
+
+
+def one_line_error(out: Any, code: int, *needles: str) -> str:
+    assert out.returncode == code, (out.returncode, out.stdout[-500:], out.stderr[-1000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+FRENCH = "Les éléphants de Pérouse\n\nLe zoo de Pérouse a accueilli trois éléphants d'Asie en 2024, venus d'un parc fermé.\n"
+
+
+def test_only_text_is_indexed(data_env: dict[str, str], tmp_path: Path) -> None:
+    """Random bytes (no NUL) were indexed as a French document; French with two bad UTF-8 bytes was
+    read as Latin-1 ("Les Ã©lÃ©phants"); a page with a title only was a document. Each is refused
+    (exit 3, one line naming the byte), and nothing indexed before is lost; --encoding reads what
+    its user names."""
+    before = listed(data_env)
+    noise = tmp_path / "noise.txt"
+    rng = random.Random(7)
+    noise.write_bytes(bytes(rng.randrange(1, 256) for _ in range(50_000)))  # no NUL, as in the probe
+    one_line_error(run_app("index", "add", str(noise), env=data_env), 3, "not UTF-8 text", "byte 0x", "at offset", "--encoding")
+    one_line_error(
+        run_app("index", "add", "--encoding", "latin-1", str(noise), env=data_env), 3, "looks binary", "control characters"
+    )
+
+    broken = tmp_path / "elephants.txt"
+    data = FRENCH.encode("utf-8")
+    at = data.index("Pérouse a".encode()) + 1  # the é of the second "Pérouse"
+    broken.write_bytes(data[:at] + b"\xe9" + data[at + 2 :])  # é in Latin-1, alone in UTF-8: invalid
+    one_line_error(run_app("index", "add", str(broken), env=data_env), 3, f"byte 0xe9 at offset {at} ")
+
+    titled = tmp_path / "title-only.html"
+    titled.write_text("<html><head><title>Only a title</title></head><body></body></html>", encoding="utf-8")
+    one_line_error(run_app("index", "add", str(titled), env=data_env), 3, "no main text")
+    heading = tmp_path / "heading-only.html"
+    heading.write_text("<html><head><title>A heading</title></head><body><h1>A heading</h1></body></html>", encoding="utf-8")
+    one_line_error(run_app("index", "add", str(heading), env=data_env), 3, "no main text")
+    one_line_error(run_app("index", "add", "--encoding", "klingon", str(broken), env=data_env), 3, "unknown encoding")
+    assert listed(data_env) == before  # nothing refused got in, nothing indexed went
+
+    latin = tmp_path / "elephants-latin1.txt"
+    latin.write_bytes(FRENCH.encode("latin-1"))
+    one_line_error(run_app("index", "add", str(latin), env=data_env), 3, "byte 0xe9")
+    ok = run_app("index", "add", str(latin), "--encoding", "latin-1", env=data_env)  # the user knows better
+    assert ok.returncode == 0, ok.stderr
+    page = tmp_path / "page-1252.html"
+    page.write_bytes(
+        (
+            '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+            "<title>Les girafes de Nîmes</title></head><body><h1>Les girafes de Nîmes</h1>"
+            "<p>Le zoo de Nîmes a reçu deux girafes en 2024 — un mâle et une femelle venus d’Espagne.</p></body></html>"
+        ).encode("cp1252")
+    )
+    assert run_app("index", "add", str(page), env=data_env).returncode == 0  # the charset the page declares
+    after = listed(data_env)
+    assert after["elephants-latin1"] == "Les éléphants de Pérouse" and after["page-1252"] == "Les girafes de Nîmes"
+    assert set(after) == set(before) | {"elephants-latin1", "page-1252"}
+
+
+def test_wait_is_accepted_after_the_subcommand(data_env: dict[str, str], tmp_path: Path) -> None:
+    """`index add --wait 5 FILE` exited 2 ("unrecognized arguments") where `index --wait 5 add FILE` worked."""
+    for i, args in enumerate((("add", "--wait", "5", "{f}"), ("--wait", "5", "add", "{f}"), ("add", "{f}", "--wait", "5"))):
+        doc = tmp_path / f"note-{i}.md"
+        doc.write_text(f"# Note {i}\n\nLe fonds Vega numéro {i} a levé {i + 2} millions d'euros.\n", encoding="utf-8")
+        out = run_app("index", *(a.format(f=doc) for a in args), env=data_env)
+        assert out.returncode == 0 and f"added note-{i}.md" in out.stdout, (args, out.stderr)
+    assert run_app("index", "add", "--wait", "5", env=data_env).returncode != 0  # still needs a file
+    assert "unrecognized arguments" in run_app("index", "add", "--nope", str(doc), env=data_env).stderr
+
+
+def long_text(size: int, seed: int) -> str:
+    """About `size` bytes of article-shaped text no vector cache has seen (numbers made up)."""
+    rng = random.Random(seed)
+    words = ["fonds", "startups", "capital", "levée", "investisseurs", "Europe", "intelligence", "artificielle", "marché"]
+    paragraphs, total = [], 0
+    while total < size:
+        paragraphs.append(
+            f"Le fonds {rng.choice(words).title()}-{rng.randint(1, 999)} a levé {rng.randint(2, 900)} millions d'euros "
+            f"en {rng.randint(2001, 2024)}. " + " ".join(rng.choice(words) for _ in range(rng.randint(8, 30))) + "."
+        )
+        total += len(paragraphs[-1].encode("utf-8")) + 2
+    return "\n\n".join(paragraphs) + "\n"
+
+
+PROGRESS = re.compile(r"indexing: [\d,]+/([\d,]+) units embedded \(\d+ %\), [\d.]+ units/s, ")
+
+
+def test_long_adds_show_progress_on_a_terminal_only(data_env: dict[str, str], tmp_path: Path) -> None:
+    """A 19.9 MB add ran 20 minutes without a word. On a terminal, stderr shows units embedded, the
+    rate and the time left, rewritten in place; piped, nothing unless asked for (CHATBOT_PROGRESS)."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    doc = tmp_path / "long.txt"
+    doc.write_text(long_text(15_000, seed=int(time.time())), encoding="utf-8")
+    env = {**data_env, "CHATBOT_VECTOR_CACHE": "0"}  # every unit embedded: the add lasts a few seconds
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "index", "add", str(doc)],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=slave, cwd=ROOT,
+        )  # fmt: skip
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        stdout = proc.communicate(timeout=300)[0].decode()
+    finally:
+        os.close(master)
+    assert proc.returncode == 0 and "added long.txt" in stdout, (stdout, seen[-2000:])
+    shown = seen.decode("utf-8", "replace")
+    updates = [u for u in re.split(r"[\r\n]", shown) if PROGRESS.search(u)]
+    print(f"terminal: {len(updates)} progress updates, last: {updates[-1].strip() if updates else None!r}")
+    assert len(updates) >= 3 and "\r" in shown, shown[-2000:]
+    assert any(re.search(r"about \d+(?: min \d+)? s left", u) for u in updates), updates
+    assert re.search(r"done in \d+", updates[-1]), updates[-1]
+    total = int(PROGRESS.search(updates[-1]).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert f"{total:,}/{total:,} units embedded (100 %)" in updates[-1]
+
+    again = tmp_path / "long2.txt"
+    again.write_text(long_text(5_000, seed=int(time.time()) + 1), encoding="utf-8")
+    piped = run_app("index", "add", str(again), env=env, timeout=300)
+    assert piped.returncode == 0 and not PROGRESS.search(piped.stderr), piped.stderr  # no progress into a pipe
+    third = tmp_path / "long3.txt"
+    third.write_text(long_text(8_000, seed=int(time.time()) + 2), encoding="utf-8")
+    forced = run_app("index", "add", str(third), env={**env, "CHATBOT_PROGRESS": "always"}, timeout=300)
+    lines = [line for line in forced.stderr.splitlines() if PROGRESS.search(line)]
+    assert forced.returncode == 0 and 2 <= len(lines) <= 10 and "\r" not in forced.stderr, forced.stderr  # whole lines, few
+
+
+def test_documents_too_large_to_index_in_reasonable_time_are_refused_at_once(data_env: dict[str, str], tmp_path: Path) -> None:
+    """The shipped limit (settings.max_document_bytes, measured: benchmarks/index_rate.py) refuses a
+    file past it before any work, with what to do; a file under it is indexed."""
+    from chatbot.settings import Settings
+
+    limit = Settings().max_document_bytes
+    assert 100_000 <= limit <= 2_000_000
+    big = tmp_path / "big.txt"
+    big.write_text(long_text(19_900_000, seed=3), encoding="utf-8")  # the probe's 19.9 MB file
+    t0 = time.perf_counter()
+    line = one_line_error(run_app("index", "add", str(big), env=data_env, timeout=120), 3, "too large to index", "split it")
+    assert time.perf_counter() - t0 < 60, line
+    over = tmp_path / "over.txt"
+    over.write_text(long_text(limit + 10_000, seed=4), encoding="utf-8")
+    one_line_error(run_app("index", "add", str(over), env=data_env), 3, f"limit is {limit / 1e6:.2f} MB")
+    html_over = tmp_path / "over.html"
+    html_over.write_text(f"<html><head><title>Long</title></head><body><p>{long_text(limit + 10_000, seed=5)}</p></body></html>")
+    one_line_error(run_app("index", "add", str(html_over), env=data_env), 3, "of main text")
+    small = tmp_path / "small.txt"
+    small.write_text(long_text(12_000, seed=6), encoding="utf-8")
+    lowered = {**data_env, "CHATBOT_MAX_DOCUMENT_BYTES": "10000"}  # the setting decides
+    one_line_error(run_app("index", "add", str(small), env=lowered), 3, "limit is 0.01 MB")
+    assert run_app("index", "add", str(small), env={**lowered, "CHATBOT_MAX_DOCUMENT_BYTES": "20000"}).returncode == 0

@@ -94,6 +94,67 @@ def test_damaged_store_says_what_to_do_then_rebuilds(tmp_path: Path) -> None:
     assert any("Lyra a levé 3 millions" in c["text"] for c in ans["citations"]), ans
 
 
+@pytest.fixture(scope="module")
+def kept_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the corpus and one added (kept) document, built once; each case copies it."""
+    folder = tmp_path_factory.mktemp("kept-index")
+    doc = folder / "kept.txt"
+    doc.write_text("Le fonds Lyra a levé 3 millions de dollars.\n\nUn second paragraphe sur le fonds Lyra.", encoding="utf-8")
+    out = run_app("index", "add", str(doc), env={"CHATBOT_DATA_DIR": str(folder / "d")})
+    assert out.returncode == 0, out.stderr
+    return folder / "d"
+
+
+REFUSING = (
+    ("serve", "--port", "9"),  # never binds: the store is checked first
+    ("ask", "How much did Databricks raise?"),
+    ("index", "list"),
+    ("index", "add", "{extra}"),
+)
+
+
+@pytest.mark.parametrize("size", [4096, 65536, 524288], ids=["4KB", "64KB", "512KB"])
+@pytest.mark.parametrize("where", ["third", "middle", "end"])
+def test_garbage_in_the_store_is_exit_6_with_advice_then_rebuilt(kept_index: Path, tmp_path: Path, where: str, size: int) -> None:
+    """Random bytes over chroma.sqlite3 at a third, the middle or the end of it: every command but the
+    rebuild refuses with one line, exit 6 and the advice; `index --rebuild` sets the store aside
+    (kept, and says where) and rebuilds from the kept documents."""
+    data = tmp_path / "d"
+    shutil.copytree(kept_index, data)
+    db = data / "chroma" / "chroma.sqlite3"
+    length = db.stat().st_size
+    offset = {"third": length // 3, "middle": length // 2, "end": length - size}[where]
+    assert offset >= 0 and offset + size <= length
+    with db.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(random.Random(offset + size).randbytes(size))
+    env = {"CHATBOT_DATA_DIR": str(data)}
+    extra = tmp_path / "extra.txt"
+    extra.write_text("Le fonds Orion a levé 7 millions de dollars selon ce document de test.\n", encoding="utf-8")
+    for args in REFUSING:
+        out = run_app(*(a.format(extra=extra) for a in args), env=env, timeout=60)
+        assert out.returncode == 6, (args, out.returncode, out.stderr[-1000:])
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "python app.py index --rebuild" in lines[0] and "Traceback" not in out.stderr, (
+            args,
+            out.stderr,
+        )
+    assert db.read_bytes()[offset : offset + size] == random.Random(offset + size).randbytes(size)  # nobody wrote to it
+
+    fixed = run_app("index", "--rebuild", env=env, timeout=300)
+    assert fixed.returncode == 0, fixed.stderr
+    aside = [p for p in data.iterdir() if p.name.startswith("chroma.damaged-")]
+    assert len(aside) == 1 and str(aside[0]) in fixed.stderr, fixed.stderr
+    assert (aside[0] / "chroma.sqlite3").read_bytes()[offset : offset + size] == random.Random(offset + size).randbytes(size)
+    listed = run_app("index", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {d["id"] for d in json.loads(listed.stdout)} == {"ai-investments-2024.fr", "kept"}
+    assert run_app("index", "add", str(extra), env=env).returncode == 0  # the rebuilt store takes new documents
+    print(
+        f"garbage {size} B at {where} ({offset} of {length}): 4 commands exit 6 with the advice; rebuilt, set aside as {aside[0].name}"
+    )
+
+
 def _as_nobody(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", sys.executable, str(ROOT / "app.py"), *args],

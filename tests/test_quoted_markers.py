@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from chatbot import spans
 from chatbot.render import system_markers
 from chatbot.web.safe import answer_markdown
-from tests.conftest import CHROMIUM, ROOT, WebServer, chat_ask, flat, last_answer, widget_ask
+from tests.conftest import CHROMIUM, ROOT, WebServer, chat_ask, flat, last_answer, run_app, widget_ask
 
 DOC = """<!doctype html><html><head><title>Orbital funds</title></head><body>
 <h1>Orbital robot funds</h1>
@@ -74,6 +75,61 @@ def test_terminal_colours_only_system_markers() -> None:
     os.environ.pop("NO_COLOR", None)
     out = render(Answer("q", CASES[0][0], True, "en"), stream=Tty())  # type: ignore[arg-type]
     assert out.count("\x1b[36;1m[1]") == 2 and "\x1b[36;1m[3]" not in out and "dollars [3] in" in out
+
+
+# --- a document's own "[n]" is no figure: the span finder reads it as plain text ---
+
+COBALT = {
+    "cobalt.en.md": "# Cobalt in the Kasombo basin\n\nThe Kasombo mine produced 777 tonnes of cobalt in 2023 [3]. "
+    "Its owner, Lualaba Metals, expects to double that output by 2026 [4].\n\nThe mine employs 1,200 people and exports "
+    "most of its ore through the port of Dar es Salaam [5].\n\nEnvironmental groups have criticised the water use of "
+    "the plant, which draws on the Lufira river [6].\n",
+    "cobalt.fr.md": "# Le cobalt du bassin de Kasombo\n\nLa mine de Kasombo a produit 777 tonnes de cobalt en 2023 [3]. "
+    "Son propriétaire, Lualaba Metals, prévoit de doubler cette production d'ici 2026 [4].\n\nLa mine emploie 1 200 "
+    "personnes et exporte l'essentiel de son minerai par le port de Dar es Salaam [5].\n\nDes associations écologistes "
+    "critiquent la consommation d'eau de l'usine, qui puise dans la rivière Lufira [6].\n",
+}
+COBALT_QUESTIONS = (
+    "How many tonnes of cobalt did the Kasombo mine produce in 2023?",
+    "Combien de tonnes de cobalt la mine de Kasombo a-t-elle produites en 2023 ?",
+)
+
+
+def test_a_documents_marker_is_never_a_span() -> None:
+    assert [s.text for s in spans.find("count", "The Kasombo mine produced 777 tonnes of cobalt in 2023 [3].")] == ["777"]
+    assert [s.text for s in spans.find("count", "La mine a produit 777 tonnes de cobalt en 2023 [3].")] == ["777"]
+    assert [s.text for s in spans.find("count", "[12] Output rose [3, 4] to 4500 tonnes [7-9].")] == ["4500"]
+    assert spans.find("count", "Sources: [1] [2] [3]") == []
+    assert [s.text for s in spans.find("date", "It opened in May 2021 [2021].")] == ["May 2021"]
+    assert [s.text for s in spans.find("amount", "It raised 5 million dollars [3] in 2024.")] == ["5 million dollars"]
+    # spans keep their offsets in the text as written
+    text = "Output [3] was 777 tonnes."
+    (span,) = spans.find("count", text)
+    assert text[span.start : span.end] == "777"
+    assert spans.list_items("suivi par Alpha [1], Beta [2] et Gamma [3].") == ["Alpha", "Beta", "Gamma"]
+    # an ordinary bracketed word or a year stays findable
+    assert [s.text for s in spans.find("date", "the 2023 [revised] figures")] == ["2023"]
+
+
+@pytest.mark.slow
+def test_a_documents_marker_never_becomes_the_answer(tmp_path: Any) -> None:
+    """End to end, through `python app.py` on a small index: the sentence says 777 tonnes and ends
+    with the document's own "[3]"; the answer must never be "3" (it was, in English and French)."""
+    for name, text in COBALT.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    env = {"CHATBOT_DATA_DIR": str(tmp_path / "data")}
+    added = run_app("index", "add", str(tmp_path / "cobalt.en.md"), str(tmp_path / "cobalt.fr.md"), env=env, timeout=300)
+    assert added.returncode == 0, added.stderr
+    lines = [json.dumps({"question": q, "document": d}) for q in COBALT_QUESTIONS for d in ("cobalt.en", "cobalt.fr")]
+    out = run_app("ask", "--json", "-", env=env, stdin="\n".join(lines) + "\n", timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 4 and not any("error" in r for r in rows), rows
+    for row in rows:
+        lead = row["answer"].split("\n")[0]
+        assert not re.match(r"^\s*3\b", lead), row["answer"]
+        if row["answered"]:
+            assert "777" in lead, row["answer"]
 
 
 # --- in a real Chromium ---

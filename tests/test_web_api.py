@@ -200,6 +200,32 @@ def test_bad_input_is_a_4xx_json_error(
     assert isinstance(r.json()["error"], str) and r.json()["error"]
 
 
+SCOPES = [
+    ({"document": 5}, "must be a document id"),
+    ({"document": {"id": "x"}}, "must be a document id"),
+    ({"document": [5]}, "must be a document id"),
+    ({"document": ""}, "empty scope"),
+    ({"document": "   "}, "empty scope"),
+    ({"document": []}, "empty scope"),
+    ({"document": ["ai-investments-2024.fr", ""]}, "empty scope"),
+    ({"document": "x" * 2001}, "at most 2000 characters"),
+    ({"document": ["a"] * 51}, "too many documents"),
+    ({"page": 5}, "page's URL"),
+]
+
+
+@pytest.mark.parametrize(("extra", "says"), SCOPES, ids=[json.dumps(e)[:40] for e, _ in SCOPES])
+def test_bad_scopes_are_a_clean_422(web_server: WebServer, extra: dict[str, Any], says: str) -> None:
+    """`"document": 5` showed `functools.partial(<function max_length_validator at 0x…>)`; an empty
+    scope silently answered from every document."""
+    for path in ("/api/ask", "/api/ask/stream") if extra == SCOPES[0][0] else ("/api/ask",):
+        r = httpx.post(web_server.url + path, json={"question": "How much did Databricks raise?", **extra}, timeout=60)
+        assert r.status_code == 422, (path, r.status_code, r.text[:300])
+        error = r.json()["error"]
+        assert says in error and error.startswith(("document: ", "page: ")), error
+        assert not any(x in error for x in ("functools", "function", "0x", "partial", "validator", "[")), error
+
+
 def test_wrong_method_is_a_4xx_json_error(web_server: WebServer) -> None:
     r = httpx.get(web_server.url + "/api/ask", timeout=30)
     assert r.status_code == 405 and "error" in r.json()

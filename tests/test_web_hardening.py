@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chatbot.settings import Settings
 from tests.conftest import CHROMIUM, WebServer, last_answer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -284,6 +285,128 @@ def test_frame_ancestors_setting() -> None:
     assert "x-frame-options" not in r.headers
     r = TestClient(SecurityHeaders(page, ("'none'",))).get("/")
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"] and r.headers["x-frame-options"] == "DENY"
+
+
+# --- a server with the default timeouts: Gradio's routes inside the limits, bodies never read ---
+
+DEFAULT_BODY_TIMEOUT_S = 15.0  # the shipped setting (chatbot/settings.py), not lowered for this server
+RATE = 30  # POSTs a minute per address, for each of /api and the chat's routes
+PER_IP_DEFAULT = 16
+
+
+@pytest.fixture(scope="module")
+def default_server(settings: Any, built: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    folder = tmp_path_factory.mktemp("hardening-defaults")
+    env = {
+        "CHATBOT_RATE_LIMIT_PER_MINUTE": str(RATE),
+        "CHATBOT_MAX_CONNECTIONS_PER_IP": str(PER_IP_DEFAULT),
+        "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"),
+    }
+    assert Settings().body_timeout_s == DEFAULT_BODY_TIMEOUT_S
+    s = WebServer(settings.data_dir, folder / "server.log", env=env)  # type: ignore[attr-defined]
+    try:
+        yield s.wait_ready()
+    finally:
+        s.stop()
+
+
+def client_from(server: WebServer, source: str) -> httpx.Client:
+    """An HTTP client whose connections come from `source` (127.0.0.x): its own rate and connection counts."""
+    return httpx.Client(base_url=server.url, timeout=30, transport=httpx.HTTPTransport(local_address=source))
+
+
+def test_bodies_the_app_never_reads_are_cut_off_by_the_body_timeout(default_server: WebServer) -> None:
+    """Content-Length: 1000000, then one byte a second, to routes that answer without reading a
+    body (health, the chat page, the widget script) and to /api/ask after a 429: each is answered,
+    then the connection is closed by the body timeout (it stayed open for as long as bytes came)."""
+    with client_from(default_server, "127.0.0.40") as client:
+        codes = [client.post("/api/ask", json={"question": ""}).status_code for _ in range(RATE + 1)]
+    assert codes[-1] == 429, codes
+    big = "Content-Length: 1000000\r\nContent-Type: application/json\r\n"
+    cases = {
+        "GET /api/health": ("127.0.0.41", f"GET /api/health HTTP/1.1\r\nHost: x\r\n{big}\r\n", 200),
+        "GET /": ("127.0.0.42", f"GET / HTTP/1.1\r\nHost: x\r\n{big}\r\n", 200),
+        "GET /widget.js": ("127.0.0.43", f"GET /widget.js HTTP/1.1\r\nHost: x\r\n{big}\r\n", 200),
+        "POST /api/ask after 429": ("127.0.0.40", f"POST /api/ask HTTP/1.1\r\nHost: x\r\n{big}\r\n", 429),
+    }
+    limit_s = 45.0
+
+    async def run() -> list[tuple[float, bytes]]:
+        return await asyncio.gather(
+            *(trickle(default_server.port, src, head.encode(), b"{" + b" " * 59, limit_s) for src, head, _ in cases.values())
+        )
+
+    for (name, (_, _, status)), (closed, response) in zip(cases.items(), asyncio.run(run()), strict=True):
+        print(f"{name}: {status} sent, connection closed after {closed:.1f} s")
+        assert response.startswith(f"HTTP/1.1 {status} ".encode()), (name, response[:300])
+        assert closed <= DEFAULT_BODY_TIMEOUT_S + 1.5, (name, closed)  # it stayed open the whole 45 s
+
+
+def test_gradio_errors_are_one_short_line_each_and_the_log_stays_small(default_server: WebServer) -> None:
+    """200 requests for the events of sessions that do not exist wrote 800 tracebacks (3 MB)."""
+    before = default_server.log.stat().st_size
+
+    async def run() -> list[int]:
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=default_server.url, timeout=30, limits=limits) as client:
+            rs = await asyncio.gather(*(client.get(f"/gradio_api/queue/data?session_hash=nobody{i}") for i in range(200)))
+        return [r.status_code for r in rs]
+
+    codes = asyncio.run(run())
+    assert all(c < 500 for c in codes), set(codes)
+    time.sleep(1.0)
+    grown = default_server.log.read_bytes()[before:].decode("utf-8", "replace")
+    print(f"200 bad Gradio requests: server log grew by {len(grown.encode())} bytes ({len(grown.splitlines())} lines)")
+    assert "Traceback" not in grown, grown[:3000]
+    assert len(grown.encode()) < 8_000, grown[:3000]
+    assert httpx.get(default_server.url + "/api/health", timeout=30).status_code == 200
+
+
+def test_uploads_are_refused_and_nothing_is_kept(default_server: WebServer) -> None:
+    """Anyone could store files on the server (a 60 MB one in 0.2 s, kept in Gradio's temp folder)."""
+    temp = default_server.log.parent / "gradio-tmp"  # GRADIO_TEMP_DIR of this server
+    files = {"files": ("big.bin", os.urandom(1_000_000), "application/octet-stream")}
+    for path in ("/gradio_api/upload", "/gradio_api/upload?upload_id=abc", "/upload"):
+        r = httpx.post(default_server.url + path, files=files, timeout=30)
+        print(f"POST {path} (1 MB file): {r.status_code} {r.text[:80]}")
+        assert r.status_code == 403 and r.headers["content-type"] == "application/json" and "uploads" in r.json()["error"]
+    kept = [p for p in temp.rglob("*") if p.is_file() and p.stat().st_size >= 1_000_000] if temp.exists() else []
+    assert not kept, kept
+
+
+def test_chat_routes_have_the_rate_limit(default_server: WebServer) -> None:
+    """POSTs to Gradio's queue were never limited (130 in a row all 200, when /api gives 429 past 120)."""
+    body = {"data": ["hello", None, ""], "fn_index": 0, "session_hash": "ratelimit", "event_data": None, "trigger_id": 1}
+    with client_from(default_server, "127.0.0.50") as client:
+        codes = [client.post("/gradio_api/queue/join", json=body).status_code for _ in range(RATE + 5)]
+        refused = client.post("/gradio_api/queue/join", json=body)
+    print(f"{RATE + 6} queue/join posts from one address: {codes.count(429) + 1} refused with 429")
+    assert 429 not in codes[:RATE] and codes[RATE:] == [429] * 5, codes
+    assert refused.status_code == 429 and refused.json()["error"] and int(refused.headers["retry-after"]) >= 1
+    with client_from(default_server, "127.0.0.51") as other:  # another address keeps its own budget
+        assert other.post("/gradio_api/queue/join", json=body).status_code != 429
+
+
+def test_connection_limit_covers_the_chat_routes(default_server: WebServer) -> None:
+    async def run() -> bytes:
+        held = [
+            await asyncio.open_connection("127.0.0.1", default_server.port, local_addr=("127.0.0.60", 0))
+            for _ in range(PER_IP_DEFAULT)
+        ]
+        try:
+            await asyncio.sleep(0.3)
+            reader, writer = await asyncio.open_connection("127.0.0.1", default_server.port, local_addr=("127.0.0.60", 0))
+            writer.write(b"GET /gradio_api/queue/data?session_hash=x HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            out = await asyncio.wait_for(reader.read(65536), 10)
+            writer.close()
+            return out
+        finally:
+            for _, w in held:
+                w.close()
+
+    status, headers, body = parse(asyncio.run(run()))
+    assert status == 429 and json.loads(body)["error"], body
 
 
 @pytest.mark.browser

@@ -202,6 +202,36 @@ def test_payloads_are_inert_in_the_chat(
     report(capsys, "web chat", expected)
 
 
+TOAST_FOREIGN = "[data-testid=toast-text] *"  # the message: text only, no element at all
+
+
+def test_payloads_in_the_url_are_text_in_the_warning_toast(
+    new_page: Any, corpus_server: WebServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`/?doc=PAYLOAD` names no document: the chat warns in a toast that quotes the name. Gradio
+    renders a toast's message as (sanitized) HTML, so `<a href=…>Session expired</a>` was a live
+    link on our page, `<img>` fetched, forms and styles rendered. Every payload must show as the
+    exact text typed, with no element of its own and nothing fetched."""
+    from urllib.parse import quote
+
+    p = new_page()
+    shown = 0
+    for payload in PAYLOADS:
+        name = payload.strip()
+        p.page.goto(f"{corpus_server.url}/?doc={quote(name, safe='')}")
+        toast = p.page.locator("[data-testid=toast-text]").first
+        toast.wait_for()
+        p.assert_inert(corpus_server.url)
+        text = flat(toast.inner_text())
+        assert flat(repr(name[:200])) in text, (payload, text)  # the message quotes the name with repr()
+        assert p.page.locator(TOAST_FOREIGN).count() == 0, (payload, toast.inner_html())
+        assert p.page.locator("a[href*='evil.example'], form, input[type=password]").count() == 0, payload
+        shown += 1
+    assert not p.errors, p.errors
+    with capsys.disabled():
+        print(f"\nwarning toast: {shown} payloads in /?doc= shown as text, none rendered, nothing fetched")
+
+
 def test_payloads_are_inert_in_the_widget(
     new_page: Any, corpus_server: WebServer, expected: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,7 +20,7 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import AfterValidator, BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -51,6 +51,8 @@ def _encodable(text: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
+MAX_NAME_CHARS = 2_000  # a document id or page URL
+MAX_SCOPE_DOCUMENTS = 50
 
 
 class HistoryItem(BaseModel):
@@ -64,8 +66,8 @@ class AskRequest(BaseModel):
     )
     history: list[HistoryItem] = Field(default_factory=list, description="Earlier messages of the conversation, oldest first.")
     document: (
-        Annotated[Text, Field(max_length=2_000)]
-        | Annotated[list[Annotated[Text, Field(max_length=2_000)]], Field(max_length=50)]
+        Annotated[Text, Field(max_length=MAX_NAME_CHARS)]
+        | Annotated[list[Annotated[Text, Field(max_length=MAX_NAME_CHARS)]], Field(max_length=MAX_SCOPE_DOCUMENTS)]
         | None
     ) = Field(
         None,
@@ -73,11 +75,38 @@ class AskRequest(BaseModel):
         "404 if one is not indexed. Absent: every document.",
         examples=["ai-investments-2024.fr"],
     )
-    page: Annotated[Text, Field(max_length=2_000)] | None = Field(
+    page: Annotated[Text, Field(max_length=MAX_NAME_CHARS)] | None = Field(
         None,
         description="The URL of the page asking (the widget sends its canonical link): answers come from the "
         "document indexed under that URL, or from every document when none is. Ignored when `document` is given.",
     )
+
+    @field_validator("document", mode="before")
+    @classmethod
+    def _a_scope(cls, value: Any) -> Any:
+        """A scope names documents: a clear 422 for anything else, and for an empty one, which
+        would otherwise silently mean every document (the union's own messages name its internals)."""
+        if value is None:
+            return None
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("must be a document id (a string) or a list of document ids")
+        if not names or not all(n.strip() for n in names):
+            raise ValueError("empty scope: name at least one document (leave `document` out to ask every document)")
+        if len(names) > MAX_SCOPE_DOCUMENTS:
+            raise ValueError(f"too many documents ({len(names)}; the limit is {MAX_SCOPE_DOCUMENTS})")
+        if any(len(n) > MAX_NAME_CHARS for n in names):
+            raise ValueError(f"a document id or URL is at most {MAX_NAME_CHARS} characters")
+        return value
+
+    @field_validator("page", mode="before")
+    @classmethod
+    def _a_page(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be the page's URL (a string)")
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"a page URL is at most {MAX_NAME_CHARS} characters")
+        return value
 
 
 class CitationOut(BaseModel):
@@ -165,8 +194,11 @@ def _describe(exc: RequestValidationError) -> str:
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
         return f"invalid JSON: {first.get('ctx', {}).get('error', first.get('msg', ''))}"
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request body"
-    return f"{where}: {first.get('msg', 'invalid value')}"
+    # field names and list positions only: a union's or a validator's own name is no place to a client
+    # ("function-after[functools.partial(<function max_length_validator at 0x…>)…]")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and (isinstance(p, int) or str(p).isidentifier())]
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{'.'.join(loc) or 'request body'}: {msg}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -182,16 +214,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return JSONResponse(
-            {"error": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"}
-        )  # sent outside the middlewares
-
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(ChatbotError, chatbot_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    # any other exception: a JSON 500 and one short log line (chatbot/web/hardening.py, ContainErrors)
 
 
 def api_router(holder: BotHolder, feedback: FeedbackLog, messages: Messages, settings: Settings) -> APIRouter:

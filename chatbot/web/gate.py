@@ -1,8 +1,8 @@
-"""What stands in front of /api/*, before any JSON parsing or model work.
+"""What stands in front of every route, before any JSON parsing or model work.
 
 Simplifies: one ASGI middleware applies every limit in a fixed order, so each refusal is cheap,
 immediate and JSON (never a timeout or an HTML page), and carries CORS headers so the widget on
-another site can read it:
+another site can read it. On /api/*:
 1. CORS (starlette's CORSMiddleware): the widget may call the API from other sites;
 2. rate: POSTs per client IP per minute (token bucket), 429 with Retry-After;
 3. size: bodies over max_request_bytes, 413, even when sent chunked. The whole body is read here,
@@ -11,6 +11,10 @@ another site can read it:
 4. queue: /api/ask(+stream) in flight at most web_concurrency + api_queue_size, else 503 with
    Retry-After; the API itself computes at most web_concurrency answers at once (chatbot/web/api.py).
 A refused CORS preflight is JSON too (JsonCORS).
+Everywhere else (the Gradio chat and its own API under /gradio_api: queue/join, run, call...) the
+same rate (a bucket of its own, so the web chat and the API do not eat each other's) and size
+limits, and no uploads: the chat takes no files, so POST /gradio_api/upload is refused (403)
+before a byte of the file is read (Gradio kept any anonymous file in its temp folder).
 Limits are per process: with `serve --workers N` each worker has its own counters.
 """
 
@@ -27,6 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatbot.settings import Settings
 
 QUEUED_PATHS = ("/api/ask", "/api/ask/stream")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+UPLOADS = ("/gradio_api/upload", "/upload")  # Gradio's file uploads (and its older spelling)
 QUEUE_RETRY_S = 1  # a slot frees as soon as one answer ends: answers take well under a second
 
 
@@ -79,13 +85,28 @@ class JsonCORS(CORSMiddleware):
         return JSONResponse({"error": f"CORS preflight refused: {bytes(response.body).decode()}"}, response.status_code, headers)
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the app the body already read, then waits for the disconnect as usual."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class ApiGate:
-    """The limits above, for /api/* only; the Gradio app keeps its own same-site CORS and queue."""
+    """The limits above; the Gradio app keeps its own same-site CORS and queue behind them."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.max_body = settings.max_request_bytes
         self.rate = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+        self.chat_rate = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
         self.per_minute = settings.rate_limit_per_minute
         self.max_in_flight = settings.web_concurrency + settings.api_queue_size
         self.in_flight = 0  # one event loop per process: a plain counter is race-free
@@ -95,32 +116,48 @@ class ApiGate:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["path"].startswith("/api/"):
             await self.cors(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self._chat(scope, receive, send)
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Gradio's routes: no uploads, and the rate and size limits of the API."""
+        if scope["method"] not in WRITES:
+            return await self.app(scope, receive, send)
+        path = scope["path"].rstrip("/")
+        if path in UPLOADS or path.startswith(tuple(u + "/" for u in UPLOADS)):
+            error = "uploads are off: the chat takes no files"
+            return await _refuse(403, error, close=True)(scope, receive, send)
+        if await self._rate_limited(scope, receive, send, self.chat_rate):
+            return
+        body = await self._read_body(scope, receive, send)
+        if body is not None:
+            await self.app(scope, _replay(body, receive), send)
+
+    async def _rate_limited(self, scope: Scope, receive: Receive, send: Send, rate: RateLimiter | None) -> bool:
+        """True when the client is over its rate (and was told so: 429 with Retry-After)."""
+        if rate is None:
+            return False
+        client = scope.get("client")
+        wait = rate.take(client[0] if client else "unknown")
+        if not wait:
+            return False
+        error = f"too many requests: the limit is {self.per_minute} per minute; retry in {math.ceil(wait)} s"
+        await _refuse(429, error, wait)(scope, receive, send)
+        return True
 
     async def _gated(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["method"] not in WRITES:
             return await self.app(scope, receive, send)
-        if self.rate is not None:
-            client = scope.get("client")
-            wait = self.rate.take(client[0] if client else "unknown")
-            if wait:
-                error = f"too many requests: the limit is {self.per_minute} per minute; retry in {math.ceil(wait)} s"
-                return await _refuse(429, error, wait)(scope, receive, send)
+        if await self._rate_limited(scope, receive, send, self.rate):
+            return
         body = await self._read_body(scope, receive, send)
         if body is None:
             return  # answered (413) or the client went away
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # later reads wait for the disconnect, as usual
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
+        replay = _replay(body, receive)
         if scope["path"] not in QUEUED_PATHS:
             return await self.app(scope, replay, send)
         if self.in_flight >= self.max_in_flight:

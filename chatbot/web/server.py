@@ -145,11 +145,12 @@ def _overrides(settings: Settings) -> str:
 def log_answers() -> None:
     """A server logs each answer: the core's one JSON line at INFO on the "chatbot" logger (timings,
     citations, language; the question only at DEBUG), shown without -v. Other libraries stay at
-    the level the CLI set (WARNING, or INFO with -v)."""
+    the level the CLI set (WARNING, or INFO with -v). Warnings and errors are bounded per minute."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")  # no-op if configured
     chatbot_log = logging.getLogger("chatbot")
     if chatbot_log.getEffectiveLevel() > logging.INFO:
         chatbot_log.setLevel(logging.INFO)
+    hardening.bound_logs()
 
 
 def worker_app() -> FastAPI:

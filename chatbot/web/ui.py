@@ -38,6 +38,13 @@ Turns = list[dict[str, Any]]  # {"question": str, "answer": Answer | None}
 ALL = ""  # the picker's value for "every document" (no document id is empty)
 
 
+def warn(text: str) -> None:
+    """A warning toast showing `text` as text. Gradio renders a toast's message as HTML (sanitized,
+    but links, images, forms and styles survive): `/?doc=<a href=…>Session expired</a>` showed a
+    live link on our page. Escaped, every character is shown as typed."""
+    gr.Warning(html.escape(text))
+
+
 def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) -> tuple[list[dict[str, Any]], list[int]]:
     """Chatbot messages for the turns, and for each message the index of its turn.
 
@@ -131,7 +138,7 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
                 if ids and len(ids) == 1:
                     doc = ids[0]
             except UnknownDocument as exc:
-                gr.Warning(str(exc))
+                warn(str(exc))
         picker = gr.update(choices=choices, value=doc, visible=len(choices) > 1)
         return (picker, *scope_view(bot, doc, clear=False), doc)
 
@@ -144,13 +151,13 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         try:
             return (*scope_view(holder.get(), doc, clear=True), [], doc)
         except UnknownDocument as exc:  # dropped from the index since the page loaded
-            gr.Warning(str(exc))
+            warn(str(exc))
             return (gr.skip(),) * 5
 
     async def respond(message: str, turns: Turns, doc: str | None = ALL) -> AsyncIterator[tuple[Any, Any, Turns]]:
         question = (message or "").strip()
         if not question:
-            gr.Warning(messages.get("error_empty", lang))
+            warn(messages.get("error_empty", lang))
             yield message, gr.skip(), turns
             return
         turns = [*turns, {"question": question, "answer": None}]
@@ -169,7 +176,7 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
         except Exception as exc:  # the adapter boundary: the visitor gets a message, the log the details
             if not isinstance(exc, ChatbotError):
                 log.exception("web chat: unexpected error")
-            gr.Warning(str(exc) if isinstance(exc, ChatbotError) else messages.get("error_generic", lang))
+            warn(str(exc) if isinstance(exc, ChatbotError) else messages.get("error_generic", lang))
             yield message, render(turns[:-1], messages, lang)[0], turns[:-1]
             return
         yield "", render(turns, messages, turns[-1]["answer"].language)[0], turns
