@@ -225,6 +225,8 @@ def _index_build(args: argparse.Namespace, files: list[str]) -> int:
         if bar is not None:
             bar.close()
     if not getattr(args, "quiet", False):
+        for doc_id, source in report.named:  # the id is what --doc, `index remove` and the API take
+            print(f"{doc_id}\t{source}")
         if report.status == "unchanged":
             print(f"index up to date: {report.documents} document(s), {report.info.units} units ({report.info.embedder})")
         else:
@@ -340,7 +342,7 @@ def _llm_flags(p: argparse.ArgumentParser) -> None:
 def _doc_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--doc", action="append", metavar="ID",
-        help="answer only from this document (an id from `index list`, or its page URL); repeatable",
+        help="answer only from this document: its id (`index list`), page URL, the file it was added from, or the start of its id; repeatable",
     )  # fmt: skip
 
 

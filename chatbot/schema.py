@@ -29,6 +29,7 @@ class Citation:
     highlight: tuple[int, int] | None = None  # the answer span, relative to text
     document: str = ""  # the id of the document quoted
     document_title: str = ""
+    label: str = ""  # what the passage is, for people, in the answer's language ("Article, paragraph 4")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

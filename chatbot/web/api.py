@@ -297,7 +297,7 @@ def _scope(bot: Any, document: str | list[str] | None, page: str | None) -> str 
         return document
     if page:
         try:
-            return bot.find_documents(page)  # type: ignore[no-any-return]
+            return bot.find_documents(page, exact=True)  # type: ignore[no-any-return]
         except UnknownDocument:
             return None
     return None
