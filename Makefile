@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run chat test install install-test index lint typecheck eval bench clean browser lexicon train startup
+.PHONY: run chat ask test install install-test index lint typecheck eval bench clean browser lexicon train train-check bank startup screenshots
 
 # chromadb requires kubernetes (for its distributed server) and onnxruntime + tokenizers (for its
 # default embedding function). We never run it distributed and always pass our own embeddings, so
@@ -62,7 +62,7 @@ lexicon:
 	@test -f /usr/share/dictd/freedict-deu-eng.index || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dict-freedict-fra-eng dict-freedict-eng-fra dict-freedict-deu-eng dict-freedict-eng-deu dict-freedict-deu-fra dict-freedict-fra-deu) >/dev/null 2>&1 || echo "could not install the FreeDict dictionaries: the cross-lingual word feature is off"; }
 
 lint: install-test
-	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
+	$(VENV)/bin/ruff check chatbot index tests checks app.py benchmarks
 	$(VENV)/bin/mypy
 
 # Two pytest workers, one test file each at a time: most long tests wait on a browser, a server
@@ -75,19 +75,31 @@ TEST_WORKERS ?= 2
 export MYPY_CACHE_DIR ?= $(HOME)/.cache/article-chatbot/mypy
 
 test: install-test browser lexicon
-	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
+	$(VENV)/bin/ruff check chatbot index tests checks app.py benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-eval: install-test lexicon
+eval: install-test lexicon bank
 	$(PY) app.py eval --heldout
 
 bench: install-test index
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/startup.py
 
-train: install-test lexicon
+# The question bank's articles are test pages of public repositories: `make bank` fetches each at its
+# pinned commit with git into ~/.cache/article-chatbot/fixtures (CHATBOT_FIXTURES_DIR), or says which
+# are missing (no network). `make train-check`: the refit reproduces models/answer.json, and the
+# leave-one-article-out figures stay above their floors (checks/, not part of `make test`).
+bank: install
+	$(PY) -m chatbot.bank
+
+train: install-test lexicon bank
 	$(PY) app.py train
+
+train-check: install-test lexicon bank
+	@echo "refitting the answer models on the question bank and comparing with models/answer.json"
+	$(PY) app.py train --check
+	$(PY) -m pytest checks
 
 clean:
 	rm -rf .data tests/artifacts

@@ -39,7 +39,15 @@ LAYOUT = [
 
 def chunk(kind: str, section: str, start: int, heading: str, author: str, doc: str = "tele") -> Any:
     heading = DOCS[doc]["title"] if heading == TITLE else heading  # before a first subheading: the headline
-    meta = {"doc_id": doc, "kind": kind, "section": section, "start": start, "end": start + 50, "heading": heading, "author": author}
+    meta = {
+        "doc_id": doc,
+        "kind": kind,
+        "section": section,
+        "start": start,
+        "end": start + 50,
+        "heading": heading,
+        "author": author,
+    }
     return SimpleNamespace(id=f"{doc}-{start}", text=f"Text at {start}.\nSecond line.", meta=meta)
 
 
@@ -135,10 +143,15 @@ def test_refusals_follow_the_scope() -> None:
     assert scoped_refusal(unsure, "_document", MESSAGES, "en").startswith("The document does not seem to answer")
     assert scoped_refusal(unsure, "_many", MESSAGES, "en").startswith("The documents do not seem to answer")
     partial = MESSAGES.get("refusal_partial", "fr", entity="Nordbahn")
-    assert scoped_refusal(partial, "_many", MESSAGES, "fr") == "Les documents mentionnent Nordbahn mais ne donnent pas cette information."
+    assert (
+        scoped_refusal(partial, "_many", MESSAGES, "fr")
+        == "Les documents mentionnent Nordbahn mais ne donnent pas cette information."
+    )
     assert scoped_refusal(MESSAGES.get("refusal", "de"), "_document", MESSAGES, "de") == "Das steht nicht im Dokument."
     assert scoped_refusal("$10 billion [1]", "_many", MESSAGES, "en") == "$10 billion [1]"  # not a fixed sentence: as is
-    every_key = {k for table in json.loads((ROOT / "prompts" / "messages.json").read_text(encoding="utf-8")).values() for k in table}
+    every_key = {
+        k for table in json.loads((ROOT / "prompts" / "messages.json").read_text(encoding="utf-8")).values() for k in table
+    }
     for lang in ("en", "fr", "de"):  # every variant exists in every language
         table = json.loads((ROOT / "prompts" / "messages.json").read_text(encoding="utf-8"))[lang]
         assert {k for k in every_key if k.startswith(("refusal", "label_"))} <= set(table), lang
@@ -153,7 +166,9 @@ def test_present_labels_and_words_a_refusal_for_the_scope() -> None:
 
 
 def test_plain_output_shows_labels_not_offsets_or_files() -> None:
-    answer = Answer("q?", "42 [1]", True, "en", [replace(cite(1, 950), label="Reader comment, MatthewSmith", start=1460, end=2021)])
+    answer = Answer(
+        "q?", "42 [1]", True, "en", [replace(cite(1, 950), label="Reader comment, MatthewSmith", start=1460, end=2021)]
+    )
     out = render(answer, io.StringIO())  # not a terminal: plain
     assert "[1] Reader comment, MatthewSmith" in out
     assert "1460" not in out and "2021" not in out and ".html" not in out and "comment ·" not in out
