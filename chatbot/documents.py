@@ -29,8 +29,8 @@ def interface_words(messages: Messages, documents: dict[str, dict[str, Any]], la
             "document_title": "",
             "title": messages.get("doc_title_many", lang),
             "welcome": messages.get("doc_welcome_many", lang, count=count),
-            "placeholder": messages.get("placeholder", lang),
-            "thinking": messages.get("thinking", lang),
+            "placeholder": messages.get("placeholder_many" if documents else "placeholder", lang),
+            "thinking": messages.get("thinking_many" if documents else "thinking", lang),
             "examples": [],
             "quote_label": messages.get("quote_label", lang),
         }
