@@ -93,6 +93,7 @@ class CitationOut(BaseModel):
     highlight: list[int] | None = Field(None, description="The answer span [start, end) inside `text`.")
     document: str = Field("", description="The id of the document the passage comes from.")
     document_title: str = ""
+    label: str = Field("", description='What the passage is, in the answer\'s language ("Article, paragraph 4").')
 
 
 class AnswerOut(BaseModel):
