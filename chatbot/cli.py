@@ -216,6 +216,8 @@ def _index_build(args: argparse.Namespace, files: list[str]) -> int:
     finally:
         progress.close()
     if not getattr(args, "quiet", False):
+        for doc_id, source in report.named:  # the id is what --doc, `index remove` and the API take
+            print(f"{doc_id}\t{source}")
         if report.status == "unchanged":
             print(f"index up to date: {report.documents} document(s), {report.info.units} units ({report.info.embedder})")
         else:
@@ -264,14 +266,49 @@ def _index_remove(args: argparse.Namespace, ids: list[str]) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from chatbot import bank
     from chatbot.train import train
 
     settings = _settings()
-    models = train(settings, xquad_titles=args.xquad)
-    print(
-        f"answer models written to {settings.models_path} ({models.meta['questions']} bank questions, {models.meta['extra_questions']} XQuAD)"
-    )
+    if args.fetch:
+        missing = bank.fetch_fixtures()
+        if missing:
+            raise bank.FixtureMissing(
+                f"could not fetch into {settings.fixtures_dir} (no network?): " + "; ".join(missing)
+                + ". Set CHATBOT_FIXTURES_DIR to a folder that holds them"
+            )  # fmt: skip
+    bank.check_fixtures()  # all of them: without XQuAD's, training would quietly fit other models
+    if not args.check:
+        models = train(settings, xquad_titles=args.xquad)
+        print(
+            f"answer models written to {settings.models_path} ({models.meta['questions']} bank questions, {models.meta['extra_questions']} XQuAD)"
+        )
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "answer.json"
+        train(settings, out=out, xquad_titles=args.xquad)
+        refit, shipped = (json.loads(f.read_text(encoding="utf-8")) for f in (out, settings.models_path))
+        differences = compare_models(refit, shipped)
+    if differences:
+        print(f"the refit differs from {settings.models_path}:", *differences[:20], sep="\n  ")
+        return 1
+    print(f"the refit reproduces {settings.models_path}")
     return 0
+
+
+def compare_models(new: Any, shipped: Any, where: str = "", atol: float = 1e-3) -> list[str]:
+    """Where two model files differ: numbers by more than `atol`, anything else at all."""
+    if isinstance(new, dict) and isinstance(shipped, dict):
+        keys = sorted(set(new) | set(shipped))
+        return [d for k in keys for d in compare_models(new.get(k), shipped.get(k), f"{where}.{k}", atol)]
+    if isinstance(new, list) and isinstance(shipped, list) and len(new) == len(shipped):
+        return [d for i, (a, b) in enumerate(zip(new, shipped, strict=True)) for d in compare_models(a, b, f"{where}[{i}]", atol)]
+    numbers = (int, float)
+    if isinstance(new, numbers) and isinstance(shipped, numbers) and not isinstance(new, bool):
+        return [] if abs(float(new) - float(shipped)) <= atol else [f"{where}: {new} (shipped {shipped})"]
+    return [] if new == shipped else [f"{where}: {str(new)[:80]} (shipped {str(shipped)[:80]})"]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -330,7 +367,7 @@ def _llm_flags(p: argparse.ArgumentParser) -> None:
 def _doc_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--doc", action="append", metavar="ID",
-        help="answer only from this document (an id from `index list`, or its page URL); repeatable",
+        help="answer only from this document: its id (`index list`), page URL, the file it was added from, or the start of its id; repeatable",
     )  # fmt: skip
 
 
@@ -369,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="fit the answer models on the question bank (needs the .[train] extra)")
     t.add_argument("--xquad", type=int, default=12, metavar="N", help="XQuAD titles added to the sentence-ranking data")
+    t.add_argument("--fetch", action="store_true", help="first fetch the bank's fixture repositories with git (make bank)")
+    t.add_argument("--check", action="store_true", help="refit into a temporary file and compare it with the shipped models")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="leave-one-article-out figures over the question bank (or --data FILE: one QA file)")

@@ -13,14 +13,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from chatbot.documents import url_key
 from chatbot.errors import InvalidQuestion
 from chatbot.followup import resolve
+from chatbot.labels import present
 from chatbot.language import Messages, detect
 from chatbot.question import Mentions, QuestionInfo, analyze, fold
 from chatbot.schema import Answer, Citation, Delta, Event, Final, Turn
@@ -160,26 +160,32 @@ class Chatbot:
             )
         return out
 
-    def find_documents(self, names: str | Iterable[str] | None) -> tuple[str, ...] | None:
-        """The ids that document ids or page URLs name (None: no scope asked); UnknownDocument if one names none."""
-        from chatbot.errors import UnknownDocument
+    def find_documents(self, names: str | Iterable[str] | None, exact: bool = False) -> tuple[str, ...] | None:
+        """The ids that names name (None: no scope asked): a document id or page URL, else (unless
+        `exact`, as for a host page's URL) the file a document was added from or the start of its id.
+        UnknownDocument if one names none; AmbiguousDocument, listing them, if one names several."""
+        from chatbot.documents import match_document
+        from chatbot.errors import AmbiguousDocument, UnknownDocument
 
         if names is None or names == "" or names == []:
             return None
         wanted = [names] if isinstance(names, str) else list(names)
         docs = self.retriever.all_documents
-        by_url = self.retriever.url_index
         out: list[str] = []
         for name in wanted:
             if not isinstance(name, str) or not name.strip():
                 raise UnknownDocument("a document must be named by its id (a non-empty string)")
-            doc = name.strip() if name.strip() in docs else by_url.get(url_key(name))
-            if doc is None:
+            found = match_document(name, docs, self.retriever.url_index, exact=exact)
+            if not found:
                 raise UnknownDocument(
                     f"no document {name[:200]!r} in the index; the documents are listed at /api/documents and by `python app.py index list`"
                 )
-            if doc not in out:
-                out.append(doc)
+            if len(found) > 1:
+                listed = ", ".join(f"{i} ({docs[i].get('source') or '?'})" for i in found[:10])
+                more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+                raise AmbiguousDocument(f"{name[:200]!r} names {len(found)} documents: {listed}{more}; give more of the id")
+            if found[0] not in out:
+                out.append(found[0])
         return tuple(out)
 
     def scoped(self, names: str | Iterable[str] | None) -> Chatbot:
@@ -280,6 +286,7 @@ class Chatbot:
         )
         for event in events:
             if isinstance(event, Final):
+                event = replace(event, answer=present(event.answer, self.retriever, self.messages))  # labels, scope's words
                 # one structured line per answer; the question itself only at DEBUG (it may be personal)
                 a = event.answer
                 log.info(

@@ -29,8 +29,8 @@ def interface_words(messages: Messages, documents: dict[str, dict[str, Any]], la
             "document_title": "",
             "title": messages.get("doc_title_many", lang),
             "welcome": messages.get("doc_welcome_many", lang, count=count),
-            "placeholder": messages.get("placeholder", lang),
-            "thinking": messages.get("thinking", lang),
+            "placeholder": messages.get("placeholder_many" if documents else "placeholder", lang),
+            "thinking": messages.get("thinking_many" if documents else "thinking", lang),
             "examples": [],
             "quote_label": messages.get("quote_label", lang),
         }
@@ -63,3 +63,25 @@ def url_key(url: str) -> str:
     parts = urlsplit(url.strip())
     host = parts.netloc.lower().removeprefix("www.")
     return f"{host}{parts.path.rstrip('/')}" if host else url.strip()
+
+
+def match_document(name: str, documents: dict[str, dict[str, Any]], by_url: dict[str, str], exact: bool = False) -> list[str]:
+    """The ids of the documents `name` names, best kind of match first: the id itself or its page
+    URL; else (unless `exact`) the file it was added from (a path counts by its file name), else the
+    ids it begins (for a URL id, with or without its scheme and "www."). Several ids: ambiguous.
+
+    People know a document by the file they added, not by its id (the canonical URL of a page), and
+    ids are long: so a file name or the start of an id is enough when only one document fits."""
+    name = name.strip()
+    if name in documents:
+        return [name]
+    if (doc := by_url.get(url_key(name))) is not None:
+        return [doc]
+    if exact:
+        return []
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    by_file = [i for i, d in documents.items() if d.get("source") and str(d["source"]) in (name, base)]
+    if by_file:
+        return by_file
+    key = url_key(name)
+    return [i for i in documents if i.startswith(name) or (key and url_key(i).startswith(key))]

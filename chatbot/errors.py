@@ -29,6 +29,12 @@ class UnknownDocument(ChatbotError):
     http_status = 404
 
 
+class AmbiguousDocument(UnknownDocument):
+    """A document name (file name or id prefix) that fits several indexed documents."""
+
+    http_status = 422
+
+
 class IndexNotReady(ChatbotError):
     """No complete index to read; run `python app.py index`."""
 

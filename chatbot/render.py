@@ -7,7 +7,7 @@ import re
 import sys
 from typing import TextIO
 
-from chatbot.schema import Answer
+from chatbot.schema import Answer, Citation
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _QUOTES = (("\u201c", "\u201d"), ("\u00ab", "\u00bb"))  # the delimiters the extractive answer puts around its quote: “ ” and « »
@@ -73,14 +73,20 @@ def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "So
     return "\n".join(lines) + ("\n" + sources if sources else "")
 
 
+def source_label(c: Citation) -> str:
+    """What a passage is, for people (offsets and file names are for --json only)."""
+    if c.label:
+        return c.label
+    return " · ".join(p for p in (c.author or c.heading, c.document_title) if p)  # an Answer built without labels
+
+
 def render_sources(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:
     on = use_colour(stream)
     lines: list[str] = []
     if answer.citations:
         lines += ["", _c(sources_label, "bold", on)]
         for c in answer.citations:
-            who = f" · {c.author}" if c.author else ""
-            head = _c(f"[{c.id}]", "cyan bold", on) + " " + _c(f"{c.section}{who} · {c.source} · {c.start}-{c.end}", "dim", on)
+            head = _c(f"[{c.id}]", "cyan bold", on) + " " + _c(_safe(source_label(c)), "dim", on)
             body = _safe(c.text)
             if c.highlight and on:
                 a, b = c.highlight

@@ -120,6 +120,10 @@ class Retriever:
         new._setup(doc_ids)
         return new
 
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """A document's chunks, as the index holds them (any document of the index, not only the scope's)."""
+        return [self._all_chunks[cid] for cid in self._doc_chunks.get(doc_id, [])]
+
     def _setup(self, doc_ids: tuple[str, ...]) -> None:
         self.scope = tuple(doc_ids)
         every = len(doc_ids) == len(self.all_documents)

@@ -31,6 +31,7 @@ class Citation:
     document: str = ""  # the id of the document quoted
     document_title: str = ""
     quoted: bool = False  # the answer text quotes this passage (the UIs show it open when not sure)
+    label: str = ""  # what the passage is, for people, in the answer's language ("Article, paragraph 4")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

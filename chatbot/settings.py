@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     lexicon: bool = True  # FreeDict equivalents (apt: dict-freedict-*) as a cross-lingual feature, when installed
     cache_dir: Path = Path.home() / ".cache" / "article-chatbot"  # machine-wide: the parsed dictionaries (~10 s to parse once)
     models_path: Path = ROOT / "models" / "answer.json"  # fitted answer models (python app.py train)
+    # the question bank, and git snapshots of the public repositories holding its articles (make bank)
+    bank_dir: Path = ROOT / "tests" / "data" / "bank"
+    fixtures_dir: Path = Path.home() / ".cache" / "article-chatbot" / "fixtures"  # per user, like cache_dir
+    fixtures_url: str = "https://github.com/{repo}.git"  # where `make bank` fetches them ({repo}: owner/name, {dir}: owner+name)
+    fixtures_timeout: float = 180.0  # seconds per repository: no network must not hang the fetch
     # A confident wrong answer costs this many refusals of an answerable question. Confidence is a
     # calibrated probability, so the answer threshold is cost / (1 + cost): 1.5 answers at >= 0.6.
     # 3 (answers at >= 0.75): leave-one-article-out, 1.5 stated an answer for 19 % of the questions

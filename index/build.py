@@ -57,6 +57,7 @@ class BuildReport:
     embedded: int
     seconds: float
     removed: list[str] = field(default_factory=list)
+    named: list[tuple[str, str]] = field(default_factory=list)  # (id, file name) of each file of the call
 
 
 def read_document(path: Path, encoding: str | None = None, max_text_bytes: int = 0) -> SourceDoc:
@@ -173,6 +174,7 @@ def build(
     # fail before touching the store
     new_docs = [read_document(Path(f), encoding, settings.max_document_bytes) for f in expand(files)]
     _no_clashes(new_docs)
+    named = [(d.doc_id, d.source) for d in new_docs]
     with store.writer_lock(settings, timeout=lock_timeout):
         client = _open_for_writing(settings, rebuild, warn)
         current = store.read_pointer(client, settings)
@@ -212,7 +214,7 @@ def build(
             if (k := document_key(d, collection, embedder.model_id, settings)) != listed.get(d.doc_id)
         }
         if not todo and not remove and current is not None and not fresh:
-            return BuildReport("unchanged", current, len(listed), [], 0, time.perf_counter() - t0)
+            return BuildReport("unchanged", current, len(listed), [], 0, time.perf_counter() - t0, named=named)
 
         embedded = 0
         written: dict[str, int] = {}
@@ -277,7 +279,7 @@ def build(
             _forget(settings, doc_id)
         store.prune(client, settings, keep=info, previous=current)
         added = [d.source for d, _ in todo.values()]
-        return BuildReport("built", info, len(manifest), added, embedded, time.perf_counter() - t0, list(remove))
+        return BuildReport("built", info, len(manifest), added, embedded, time.perf_counter() - t0, list(remove), named)
 
 
 def remove_documents(

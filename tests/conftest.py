@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,6 +262,14 @@ def widget_ask(page: object, question: str, within: str = ".article-chat-widget"
     done.nth(before).wait_for()
 
 
+def screenshots_dir() -> Path:
+    """Where browser tests put screenshots: under tests/artifacts/ (ignored by git), or where
+    SCREENSHOTS_DIR says (`make screenshots` refreshes the README's, in benchmarks/results/screenshots)."""
+    folder = Path(os.environ.get("SCREENSHOTS_DIR") or ROOT / "tests" / "artifacts" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def flat(text: str) -> str:
     return " ".join(text.split())
 
@@ -276,3 +285,60 @@ LONG_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: file order kept otherwise
+
+
+# --- make test talks: after 30 s without a test result, say which tests are still running ---
+
+HEARTBEAT_SECONDS = 30
+
+
+class Heartbeat:
+    """Runs where results are reported (the xdist controller, or the only process): a test that
+    takes minutes (a browser, a server, a SIGKILL) then shows up by name instead of as silence."""
+
+    def __init__(self, reporter: object) -> None:
+        import threading
+
+        self.reporter = reporter
+        self.running: dict[str, float] = {}
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._beat, name="test-heartbeat", daemon=True).start()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        with self.lock:
+            self.running[nodeid] = time.monotonic()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        with self.lock:
+            self.last = time.monotonic()
+            if report.when == "teardown" or (report.when != "call" and report.outcome != "passed"):
+                self.running.pop(report.nodeid, None)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(2):
+            now = time.monotonic()
+            with self.lock:
+                if now - self.last < HEARTBEAT_SECONDS or not self.running:
+                    continue
+                self.last = now
+                names = ", ".join(f"{n} ({now - t:.0f} s)" for n, t in sorted(self.running.items(), key=lambda x: x[1]))
+            self.reporter.ensure_newline()  # type: ignore[attr-defined]
+            self.reporter.write_line(f"… still running: {names}")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is registered
+def pytest_configure(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):  # not in xdist's workers: their output goes nowhere
+        config.pluginmanager.register(Heartbeat(reporter), "heartbeat")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    beat = config.pluginmanager.get_plugin("heartbeat")
+    if beat is not None:
+        beat.stop()

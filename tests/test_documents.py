@@ -167,6 +167,23 @@ def test_replacing_a_document_keeps_its_id(fresh_settings: Settings, e5: object,
     assert "17" in answer.answer and "14" not in answer.answer
 
 
+def test_documents_are_found_by_id_file_name_or_prefix(mbot: Any) -> None:
+    from chatbot.errors import AmbiguousDocument
+
+    assert mbot.find_documents("harbour-telescope.en.html") == (TELESCOPE,)  # the file it was added from
+    assert mbot.find_documents(str(ARTICLES / "zugverkehr-nordbahn.de.html")) == (NORDBAHN,)  # a path: its file name
+    assert mbot.find_documents(["orion", "ai-inv"]) == (ORION, DEFAULT)  # unambiguous starts of ids
+    assert mbot.find_documents("news.example.org/science/kestrel") == (TELESCOPE,)  # a URL id without its scheme
+    with pytest.raises(AmbiguousDocument, match="names 2 documents") as exc:
+        mbot.find_documents("https://")
+    assert TELESCOPE in str(exc.value) and NORDBAHN in str(exc.value) and "zugverkehr-nordbahn.de.html" in str(exc.value)
+    assert exc.value.exit_code == 2 and exc.value.http_status == 422
+    for page in ("https://", "https://news.example.org/", "harbour-telescope.en.html"):  # a host page: its URL only
+        with pytest.raises(UnknownDocument):
+            mbot.find_documents(page, exact=True)
+    assert mbot.scoped("harbour-telescope.en.html").scope == (TELESCOPE,)
+
+
 def test_two_files_with_one_id_are_refused(fresh_settings: Settings, e5: object, tmp_path: Path) -> None:
     from chatbot.errors import CorpusError
 
@@ -196,6 +213,15 @@ def test_cli_list_ask_and_errors(multi_env: dict[str, str]) -> None:
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["answered"] and {c["document"] for c in answer["citations"]} == {NORDBAHN}
+    out = run_app("ask", "--json", "--doc", "zugverkehr-nordbahn.de.html", ONLY[NORDBAHN], env=multi_env)
+    assert out.returncode == 0, out.stderr  # the file name the document was added from
+    assert {c["document"] for c in json.loads(out.stdout)["citations"]} == {NORDBAHN}
+    out = run_app("ask", "--doc", "https://", "Who?", env=multi_env)
+    assert out.returncode == 2 and "names 2 documents" in out.stderr and NORDBAHN in out.stderr and TELESCOPE in out.stderr
+    out = run_app("index", "add", str(ARTICLES / "zugverkehr-nordbahn.de.html"), str(ARTICLES / "orion-fund-notes.md"), env=multi_env)
+    assert out.returncode == 0, out.stderr  # each file's id, the name --doc takes
+    assert f"{NORDBAHN}\tzugverkehr-nordbahn.de.html" in out.stdout.splitlines()
+    assert f"{ORION}\torion-fund-notes.md" in out.stdout.splitlines()
     out = run_app("ask", "--json", "--doc", "nope", "Who?", env=multi_env)
     assert out.returncode == 2 and "no document 'nope'" in out.stderr and "Traceback" not in out.stderr
     out = run_app("index", "remove", "nope", env=multi_env)
@@ -231,6 +257,10 @@ def test_api_scopes_by_document_or_page(multi_server: WebServer) -> None:
     assert r.status_code == 200 and not r.json()["answered"]
     r = httpx.post(url + "/api/ask", json={"question": ONLY[ORION], "page": "https://unknown.example/page"}, timeout=60)
     assert r.status_code == 200 and r.json()["answered"]
+    r = httpx.post(url + "/api/ask", json={"question": ONLY[TELESCOPE], "document": "harbour-telescope.en.html"}, timeout=60)
+    assert r.status_code == 200 and r.json()["answered"] and {c["document"] for c in r.json()["citations"]} == {TELESCOPE}
+    r = httpx.post(url + "/api/ask", json={"question": "Who?", "document": "https://"}, timeout=30)
+    assert r.status_code == 422 and "names 2 documents" in r.json()["error"] and NORDBAHN in r.json()["error"]
     r = httpx.post(url + "/api/ask", json={"question": "Who?", "document": "nope"}, timeout=30)
     assert r.status_code == 404 and "no document" in r.json()["error"]
     r = httpx.post(url + "/api/ask/stream", json={"question": "Who?", "document": ["nope"]}, timeout=30)

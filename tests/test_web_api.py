@@ -29,6 +29,7 @@ CITATION_KEYS = {
     "end": int,
     "author": str,
     "heading": str,
+    "label": str,
 }
 
 

@@ -19,12 +19,14 @@ import pytest
 
 from tests.conftest import (
     CHROMIUM,
+    DESKTOP,
     ROOT,
     WIDGET_FOREIGN_ELEMENTS,
     WebServer,
     chat_ask,
     last_answer,
     run_app,
+    screenshots_dir,
     serve_folder,
     widget_ask,
 )
@@ -38,7 +40,6 @@ from playwright.sync_api import expect  # noqa: E402  (only with a browser)
 
 ARTICLES = ROOT / "tests" / "data" / "articles"
 PAGES = ROOT / "tests" / "data" / "pages"
-SCREENSHOTS = ROOT / "benchmarks" / "results" / "screenshots"
 TELESCOPE = "https://news.example.org/science/kestrel-bay-telescope"
 TELESCOPE_TITLE = "Kestrel Bay observatory opens its new radio telescope"
 NORDBAHN = "https://www.tagesblatt.example.de/wirtschaft/nordbahn-nachtzuege"
@@ -82,6 +83,13 @@ def host(docs_server: WebServer, tmp_path_factory: pytest.TempPathFactory) -> It
     (folder / "elsewhere.html").write_text(
         nordbahn.replace(NORDBAHN, "https://elsewhere.example.com/not-indexed"), encoding="utf-8"
     )
+    # named by the file it was added from, and by a start that fits two documents
+    (folder / "byfile.html").write_text(
+        telescope.replace(f'data-document="{TELESCOPE}"', 'data-document="harbour-telescope.en.html"'), encoding="utf-8"
+    )
+    (folder / "ambiguous.html").write_text(
+        telescope.replace(f'data-document="{TELESCOPE}"', 'data-document="https://"'), encoding="utf-8"
+    )
     httpd, url = serve_folder(folder)
     yield url
     httpd.shutdown()
@@ -89,8 +97,22 @@ def host(docs_server: WebServer, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+    return screenshots_dir()
+
+
+def assert_readable_labels(labels: list[str], first_words: str = "") -> None:
+    """Source labels as people read them: "[n] " and what the passage is, never two alike, no file
+    names, section ids or offsets."""
+    import re
+
+    assert labels, labels
+    texts = [" ".join(t.split()) for t in labels]
+    assert len(set(texts)) == len(texts), texts
+    for t in texts:
+        assert re.match(r"\[\d+\] \S", t), t
+        assert not re.search(r"\.html|\.md\b|\.txt|\bmeta\b|\brelated\b|\d+-\d+", t), t
+    if first_words:  # in the answer's language
+        assert any(t.split("] ", 1)[1].startswith(first_words) for t in texts), texts
 
 
 def final_event(body: str) -> dict[str, Any]:
@@ -144,7 +166,8 @@ def test_widget_scoped_by_data_document(new_page: Any, docs_server: WebServer, h
     assert "212" in bot.locator(".text").inner_text() and "refusal" not in str(bot.get_attribute("class"))
     sources = rendered_sources(p.page)
     assert len(sources) == len(answer["citations"])
-    assert all(doc == TELESCOPE and "harbour-telescope.en.html" in summary for doc, summary in sources), sources
+    assert all(doc == TELESCOPE for doc, _ in sources), sources
+    assert_readable_labels([summary for _, summary in sources], "Article, ")
     assert not examples.first.is_visible()  # the examples make way for the conversation
     p.page.screenshot(path=str(screenshots / "widget-telescope.png"))
 
@@ -194,7 +217,8 @@ def test_widget_scoped_by_canonical_link(new_page: Any, docs_server: WebServer, 
     assert answer["answered"] is True and "7,4 Millionen Euro" in answer["answer"], answer
     assert answer["citations"] and {c["document"] for c in answer["citations"]} == {NORDBAHN}
     sources = rendered_sources(p.page, within)
-    assert sources and all(doc == NORDBAHN and "zugverkehr-nordbahn.de.html" in s for doc, s in sources), sources
+    assert sources and all(doc == NORDBAHN for doc, _ in sources), sources
+    assert_readable_labels([summary for _, summary in sources], "Artikel, ")
     assert "7,4 Millionen Euro" in p.page.locator(f"{within} >> .msg.bot.done").last.inner_text()
     p.page.screenshot(path=str(screenshots / "widget-nordbahn.png"))
 
@@ -220,6 +244,26 @@ def test_widget_with_unknown_document_says_so(new_page: Any, host: str) -> None:
     assert p.page.locator(f"{WIDGET} >> button.example").count() == 0
     assert p.page.locator("article h1").inner_text() == TELESCOPE_TITLE  # the host page itself is untouched
     assert not p.errors
+
+
+def test_widget_names_a_document_by_its_file_and_refuses_an_ambiguous_name(new_page: Any, host: str) -> None:
+    p = new_page()
+    p.page.goto(host + "/byfile.html")
+    p.page.locator(f"{WIDGET} >> button.bubble").click()
+    expect(p.page.locator(f"{WIDGET} >> .welcome")).to_contain_text(TELESCOPE_TITLE)
+    sent, answer = widget_ask_json(p.page, TELESCOPE_Q)
+    assert sent["document"] == "harbour-telescope.en.html" and answer["answered"] and "212" in answer["answer"]
+    assert {c["document"] for c in answer["citations"]} == {TELESCOPE}
+    q = new_page()
+    with q.page.expect_response(lambda r: "/api/messages" in r.url) as messages:
+        q.page.goto(host + "/ambiguous.html")
+    assert messages.value.status == 422
+    q.page.locator(f"{WIDGET} >> button.bubble").click()
+    welcome = q.page.locator(f"{WIDGET} >> .welcome.scope-error")
+    expect(welcome).to_contain_text("names 2 documents")
+    expect(welcome).to_contain_text(NORDBAHN)
+    assert q.page.locator(f"{WIDGET} >> textarea").is_disabled()
+    assert not p.errors and not q.errors
 
 
 def test_widget_on_a_page_nobody_indexed_uses_every_document(new_page: Any, host: str) -> None:
@@ -260,12 +304,12 @@ def test_web_chat_doc_parameter_and_picker(new_page: Any, docs_server: WebServer
     chat_ask(p.page, TELESCOPE_Q)
     assert "212" in last_answer(p.page)
     titles = source_titles(p.page)
-    assert titles and all("harbour-telescope.en.html" in t for t in titles), titles
+    assert_readable_labels(titles, "Article, ")  # one article in scope: its title is not repeated
+    assert not any(TELESCOPE_TITLE in t for t in titles), titles
     p.page.screenshot(path=str(screenshots / "chat-doc-telescope.png"))
     chat_ask(p.page, NORDBAHN_Q)  # the other article's question: not answered from it
     assert "7,4" not in last_answer(p.page)
-    titles = source_titles(p.page)
-    assert all("zugverkehr-nordbahn" not in t for t in titles), titles
+    assert len(source_titles(p.page)) >= 1
 
     # another document: a new chat, with that document's words, answering from it
     picker.click()
@@ -274,8 +318,7 @@ def test_web_chat_doc_parameter_and_picker(new_page: Any, docs_server: WebServer
     expect(p.page.locator("#chat .placeholder")).to_contain_text(NORDBAHN_TITLE)
     chat_ask(p.page, NORDBAHN_Q)
     assert "7,4 Millionen Euro" in last_answer(p.page)
-    titles = source_titles(p.page)
-    assert titles and all("zugverkehr-nordbahn.de.html" in t for t in titles), titles
+    assert_readable_labels(source_titles(p.page), "Artikel, ")  # in the question's language
     assert not p.errors
 
 
@@ -289,7 +332,8 @@ def test_web_chat_all_documents_and_unknown_doc(new_page: Any, docs_server: WebS
     chat_ask(p.page, TELESCOPE_Q)  # every document: the answer comes from the one that has it
     assert "212" in last_answer(p.page)
     titles = source_titles(p.page)
-    assert titles and all("harbour-telescope.en.html" in t for t in titles), titles
+    assert_readable_labels(titles)
+    assert TELESCOPE_TITLE in titles[0], titles  # several documents in scope: each label names its own
     assert not p.errors
 
 
@@ -317,3 +361,96 @@ def test_single_document_index_has_no_picker(new_page: Any, tmp_path: Path) -> N
         assert not p.errors
     finally:
         server.stop()
+
+
+# --- what the screenshots showed: stable width, nothing overlapping on a phone, thumbs up then down ---
+
+PHONE = {"width": 390, "height": 844}
+ORION = "orion-fund-notes"
+ORION_Q = "How many companies has the Orion fund invested in?"
+
+
+def box(page: Any, selector: str) -> dict[str, float]:
+    return dict(page.locator(selector).first.bounding_box())
+
+
+def inside(inner: dict[str, float], outer: dict[str, float], margin: float = 2) -> bool:
+    return (
+        inner["x"] >= outer["x"] + margin
+        and inner["y"] >= outer["y"] + margin
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] - margin
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] - margin
+    )
+
+
+def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_web_chat_layout_words_and_labels(
+    new_page: Any, docs_server: WebServer, screenshots: Path, viewport: dict[str, int]
+) -> None:
+    name = "desktop" if viewport is DESKTOP else "phone"
+    p = new_page(viewport)
+    p.page.goto(docs_server.url + "/")  # every document: plural words
+    expect(p.page.locator("#question textarea")).to_have_attribute("placeholder", "Ask a question about the documents…")
+    p.page.goto(docs_server.url + "/?doc=" + ORION)  # a Markdown note: "document", not "article"
+    textarea = p.page.locator("#question textarea")
+    expect(textarea).to_have_attribute("placeholder", "Ask a question about the document…")
+    width = box(p.page, "#chat")["width"]
+    chat_ask(p.page, ORION_Q)
+    assert "14" in last_answer(p.page)
+    assert_readable_labels(source_titles(p.page), "Document, ")
+    assert abs(box(p.page, "#chat")["width"] - width) < 1
+    chat_ask(p.page, "Who won the football match on Sunday?")  # a refusal, in the note's words
+    refusal = last_answer(p.page)
+    assert refusal.startswith(("The document does not", "I can only answer questions about the indexed document,")), refusal
+    assert "article" not in refusal
+    assert_readable_labels(source_titles(p.page))
+    assert abs(box(p.page, "#chat")["width"] - width) < 1  # the box keeps its width whatever it holds
+    if viewport is DESKTOP:
+        assert width > 0.6 * viewport["width"]
+    # the clear button sits inside the chat box, clear of its border and of every message
+    p.page.locator("#chat .bubble-wrap, #chat .message-wrap").first.evaluate("e => e.scrollTop = 0")
+    trash = box(p.page, "#chat button[aria-label=Clear]")
+    assert inside(trash, box(p.page, "#chat")), trash
+    bubbles = p.page.locator("#chat .message-row .message")
+    for i in range(bubbles.count()):
+        assert not overlaps(trash, dict(bubbles.nth(i).bounding_box())), i
+    # thumbs up, then down, under every answer (as in the widget)
+    ups, downs = p.page.locator("#chat button[aria-label=Like]"), p.page.locator("#chat button[aria-label=Dislike]")
+    assert ups.count() == downs.count() == 2
+    for i in range(2):
+        assert dict(ups.nth(i).bounding_box())["x"] < dict(downs.nth(i).bounding_box())["x"]
+    p.page.screenshot(path=str(screenshots / f"chat-{name}.png"))
+    assert not p.errors
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_widget_labels_thumbs_and_phone_layout(new_page: Any, host: str, screenshots: Path, viewport: dict[str, int]) -> None:
+    name = "desktop" if viewport is DESKTOP else "phone"
+    p = new_page(viewport)
+    p.page.goto(host + "/telescope.html")
+    p.page.locator(f"{WIDGET} >> button.bubble").click()
+    widget_ask_json(p.page, TELESCOPE_Q)
+    widget_ask_json(p.page, "What did readers say about the telescope?")
+    for i in range(p.page.locator(f"{WIDGET} >> .msg.bot.done").count()):
+        msg = p.page.locator(f"{WIDGET} >> .msg.bot.done").nth(i)
+        summaries = msg.locator("summary").all_inner_texts()
+        assert_readable_labels(summaries)
+        assert [b.get_attribute("aria-label") for b in msg.locator(".rate button").all()] == ["Helpful", "Not helpful"]
+    panel = box(p.page, f"{WIDGET} >> .panel")
+    screen = {"x": 0, "y": 0, "width": viewport["width"], "height": viewport["height"]}
+    assert inside(panel, screen, margin=0), panel
+    header = box(p.page, f"{WIDGET} >> header")
+    for part in ("h2", "button.new", "button.close"):
+        assert inside(box(p.page, f"{WIDGET} >> header {part}"), header, margin=0), part
+    assert not overlaps(box(p.page, f"{WIDGET} >> header button.new"), box(p.page, f"{WIDGET} >> header button.close"))
+    p.page.screenshot(path=str(screenshots / f"widget-{name}.png"))
+    assert not p.errors

@@ -5,6 +5,7 @@ and its text is the input's text."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 from hypothesis import given, settings
@@ -86,4 +87,6 @@ def test_passage_highlight_and_title() -> None:
     assert words("".join(out.text)) == words(text)
     title = rendered(source_title(c, turn=0))
     assert [(tag, attrs.get("id")) for tag, attrs in title.tags if tag != "p"] == [("span", "src-0-1")]
-    assert "".join(title.text).startswith("[1] article · <b>Titre</b> xxx") and "…" in "".join(title.text)
+    assert "".join(title.text).startswith("[1] <b>Titre</b> xxx") and "…" in "".join(title.text)  # no label: the heading
+    title = rendered(source_title(replace(c, label="Article, “<i>Titre</i>”, paragraph 4"), turn=0))
+    assert "".join(title.text).strip() == "[1] Article, “<i>Titre</i>”, paragraph 4"

@@ -123,6 +123,7 @@ class CitationOut(BaseModel):
     document: str = Field("", description="The id of the document the passage comes from.")
     document_title: str = ""
     quoted: bool = Field(False, description="The answer text quotes this passage.")
+    label: str = Field("", description='What the passage is, in the answer\'s language ("Article, paragraph 4").')
 
 
 class AnswerOut(BaseModel):
@@ -328,7 +329,7 @@ def _scope(bot: Any, document: str | list[str] | None, page: str | None) -> str 
         return document
     if page:
         try:
-            return bot.find_documents(page)  # type: ignore[no-any-return]
+            return bot.find_documents(page, exact=True)  # type: ignore[no-any-return]
         except UnknownDocument:
             return None
     return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from chatbot.render import system_markers
+from chatbot.render import source_label, system_markers
 from chatbot.schema import Citation
 
 # every ASCII punctuation except , . ? ; / ' % (no syntax without the others); "." only where it
@@ -72,11 +72,10 @@ def passage_markdown(c: Citation) -> str:
     return _escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")
 
 
-def source_title(c: Citation, turn: int, limit: int = 80) -> str:
-    """The collapsible block's title: "[1] article · heading · source", inert, with an anchor."""
-    where = c.author or c.heading
-    if len(where) > limit:
-        where = where[: limit - 1].rstrip() + "…"
-    parts = [p for p in (c.section, where, c.source) if p]
-    label = inert(f"[{c.id}] " + " · ".join(parts))
+def source_title(c: Citation, turn: int, limit: int = 120) -> str:
+    """The collapsible block's title: "[1] Article, paragraph 4", inert, with an anchor."""
+    text = source_label(c)
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    label = inert(f"[{c.id}] {text}")
     return f'<span id="{anchor(turn, c.id)}" class="src-anchor"></span>{label}'

@@ -45,10 +45,13 @@ def warn(text: str) -> None:
     gr.Warning(html.escape(text))
 
 
-def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) -> tuple[list[dict[str, Any]], list[int]]:
+def render(
+    turns: Turns, msgs: Messages, lang: str, partial: str | None = None, thinking: str | None = None
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Chatbot messages for the turns, and for each message the index of its turn.
 
-    `partial` is the streamed prefix of the last answer (its sources appear once it is complete).
+    `partial` is the streamed prefix of the last answer (its sources appear once it is complete);
+    `thinking` what is shown before it (the scope's words: "Searching the documents…").
     """
     chat: list[dict[str, Any]] = []
     owners: list[int] = []
@@ -58,7 +61,7 @@ def render(turns: Turns, msgs: Messages, lang: str, partial: str | None = None) 
         chat.append({"role": "user", "content": inert(turn["question"])})
         ids = {c.id for c in answer.citations} if answer else set()
         if answer is None or (last and partial is not None):
-            text = partial or msgs.get("thinking", lang)
+            text = partial or thinking or msgs.get("thinking", lang)
             chat.append({"role": "assistant", "content": answer_markdown(text, i, ids)})
         else:
             notes = "".join(f"\n\n_{inert(note)}_" for note in answer.notes)  # e.g. "the generated answer was corrected"
@@ -161,10 +164,11 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
             yield message, gr.skip(), turns
             return
         turns = [*turns, {"question": question, "answer": None}]
-        yield "", render(turns, messages, lang)[0], turns
         try:
             bot = await run_in_threadpool(holder.get)
             bot = await run_in_threadpool(bot.scoped, doc or None)
+            thinking = interface_words(messages, bot.retriever.documents, lang)["thinking"]
+            yield "", render(turns, messages, lang, thinking=thinking)[0], turns
             stream = await AnswerStream.open(bot, question, core_history(turns[:-1], settings))
             shown = ""
             async for kind, value in stream.events(settings.stream_delay_ms / 1000, words=3):
@@ -264,7 +268,14 @@ def build_chat(holder: BotHolder, feedback: FeedbackLog, messages: Messages, set
 
 
 CSS = """
-.gradio-container { max-width: 980px !important; margin: 0 auto !important; }
+/* one width whatever the chat holds (a long answer, a refusal's short one): not sized by content */
+.gradio-container { width: min(980px, 100%) !important; max-width: 980px !important; margin: 0 auto !important; }
+#chat { width: 100% !important; }
+/* the chat's clear (trash) button inside the box, not on its border */
+#chat .icon-button-wrapper.top-panel { top: 8px !important; right: 8px !important; background: var(--block-background-fill);
+  border-radius: 6px; }
+/* thumbs up, then down: as in the widget (Gradio renders "Dislike" first) */
+#chat .icon-button-wrapper button[aria-label="Like"] { order: -1; }
 #topbar { align-items: center; flex-wrap: nowrap; }
 #title h1 { margin: 0; font-size: 1.5rem; font-weight: 700; }
 #chat .placeholder { padding: 0 16px; text-align: center; color: var(--body-text-color-subdued); }
@@ -278,6 +289,7 @@ CSS = """
 @media (max-width: 640px) {
   #title h1 { font-size: 1.2rem; }
   #chat .message-row.bot-row { max-width: calc(100% - 12px) !important; }
+  #chat .message-wrap { padding-right: 30px !important; }  /* a column for the clear button: no message under it */
 }
 """
 

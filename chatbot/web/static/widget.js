@@ -300,8 +300,8 @@
     fetch(API + "/api/messages?lang=" + encodeURIComponent(opts.lang) + query(scope))
       .then(function (r) {
         if (r.ok) return r.json();
-        if (r.status !== 404) return null; // e.g. the index is still loading: keep the defaults
-        // an unknown data-document: every question would fail the same way, so say it now
+        if (r.status !== 404 && r.status !== 422) return null; // e.g. the index is still loading: keep the defaults
+        // an unknown or ambiguous data-document: every question would fail the same way, so say it now
         return r.json().catch(function () { return null; }).then(function (err) {
           scopeError = (err && typeof err.error === "string" && err.error) || S.error_generic;
           input.disabled = true;
@@ -373,10 +373,11 @@
       return { box: box, text: body };
     }
 
+    // "[1] Article, paragraph 4": the server's label, in the answer's language (chatbot/labels.py)
     function citationLabel(c) {
-      var where = c.author || c.heading || "";
-      if (where.length > 80) where = where.slice(0, 79).trim() + "\u2026";
-      return "[" + c.id + "] " + [c.section, where, c.source].filter(Boolean).join(" \u00b7 ");
+      var text = typeof c.label === "string" && c.label ? c.label : c.author || c.heading || c.document_title || "";
+      if (text.length > 120) text = text.slice(0, 119).trim() + "\u2026";
+      return "[" + c.id + "] " + text;
     }
 
     function renderAnswer(msg, answer) {
