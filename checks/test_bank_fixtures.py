@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from chatbot import bank
-from chatbot.model import AnswerModels
+from chatbot.answer.models import AnswerModels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +25,10 @@ def fixtures_present() -> None:
 @pytest.fixture(scope="session")
 def bank_records(tmp_path_factory: pytest.TempPathFactory) -> list:
     from chatbot.settings import Settings
-    from chatbot.train import collect
+    from chatbot.train import collect, heldout_ids
 
-    return collect(Settings(data_dir=tmp_path_factory.mktemp("bank")), xquad_titles=12)
+    records = collect(Settings(data_dir=tmp_path_factory.mktemp("bank")), xquad_titles=12, include_heldout=True)
+    return [r for r in records if r.article not in heldout_ids()]
 
 
 @pytest.mark.slow
@@ -44,34 +45,39 @@ def test_leave_one_article_out_figures_do_not_regress(bank_records: list) -> Non
     from chatbot.settings import Settings
     from chatbot.train import leave_one_article_out, report
 
-    rep = report(leave_one_article_out(bank_records, Settings().answer_threshold))
+    rep = report(leave_one_article_out(bank_records, Settings()))
     o = rep["overall"]
     print(json.dumps(rep, indent=1))
     assert sum(rep["outcomes"].values()) == o["n"]
-    right = rep["outcomes"]["answered_right"] + rep["outcomes"]["unanswerable_refused"]
-    assert abs(right / o["n"] - o["accuracy"]) < 1e-3
-    assert o["accuracy"] >= FLOOR["accuracy"]
-    assert o["answered_wrong"] <= FLOOR["answered_wrong"]
-    assert o["unanswerable_refused"] >= FLOOR["unanswerable_refused"]
-    assert o["false_refusals"] <= FLOOR["false_refusals"]
+    assert o["useful"] >= FLOOR["useful"]
+    assert o["stated_wrong"] <= FLOOR["stated_wrong"]
+    assert o["false_not_found"] <= FLOOR["false_not_found"]
+    assert o["unanswerable_not_found"] >= FLOOR["unanswerable_not_found"]
+    assert o["unanswerable_stated"] <= FLOOR["unanswerable_stated"]
 
 
 @pytest.mark.slow
 def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
     """`python app.py train` rebuilds the shipped file: same data, same coefficients."""
+    from chatbot.settings import Settings
     from chatbot.train import fit_all
 
-    models, _ = fit_all([r for r in bank_records if r.source == "bank"], [r for r in bank_records if r.source != "bank"])
+    models, _ = fit_all(
+        [r for r in bank_records if r.source == "bank"],
+        [r for r in bank_records if r.source != "bank"],
+        Settings().absence_max_false,
+    )
     shipped = AnswerModels.load(ROOT / "models" / "answer.json")
     assert np.allclose(models.sentence.coef, shipped.sentence.coef, atol=1e-3)
     assert np.allclose(models.answerable.coef, shipped.answerable.coef, atol=1e-3)
+    assert np.allclose(models.absence.coef, shipped.absence.coef, atol=1e-3)
+    assert abs(models.absence_threshold - shipped.absence_threshold) < 1e-3
     assert np.allclose(
         [models.calibration(p) for p in (0.2, 0.5, 0.8)], [shipped.calibration(p) for p in (0.2, 0.5, 0.8)], atol=1e-3
     )
 
 
-# measured leave-one-article-out figures, less a small margin for machine noise: over the 12 working
-# articles (715 questions) accuracy 0.418, answered wrong 0.074, unanswerables refused 0.812, false
-# refusals 0.641. (On the 9 articles of the bank before, fitted on those 9 alone, the previous
-# release scored 0.492 / 0.112 / 0.796 / 0.502, and 0.122 answered wrong on the 3 articles added since.)
-FLOOR = {"accuracy": 0.39, "answered_wrong": 0.095, "unanswerable_refused": 0.78, "false_refusals": 0.67}
+# measured leave-one-article-out figures, less a small margin for machine noise (see the README's
+# "Measured"); the previous release, with one switch where there are now three outcomes, called
+# 0.641 of the answerable questions "does not seem to answer"
+FLOOR = {"useful": 0.70, "stated_wrong": 0.04, "false_not_found": 0.03, "unanswerable_not_found": 0.22, "unanswerable_stated": 0.12}
