@@ -142,7 +142,10 @@ def _answer_line(bot: Any, line: str, docs: list[str] | None = None) -> None:
             if not isinstance(item, dict):
                 raise InvalidQuestion('each JSON line must be an object {"question": ..., "history": [...]}')
             scope = docs if item.get("document") is None else item["document"]
-            if scope == "" or scope == [] or (isinstance(scope, list) and "" in scope):
+            names = [scope] if isinstance(scope, str) else scope
+            if scope is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise InvalidQuestion('"document" must be a document id (a string) or a list of document ids')
+            if scope is not None and (not names or not all(n.strip() for n in names)):
                 raise InvalidQuestion("empty scope: name at least one document (leave `document` out to ask every document)")
             out = bot.scoped(scope).answer(item.get("question"), item.get("history"))
         else:

@@ -310,3 +310,19 @@ def test_documents_too_large_to_index_in_reasonable_time_are_refused_at_once(dat
     lowered = {**data_env, "CHATBOT_MAX_DOCUMENT_BYTES": "10000"}  # the setting decides
     one_line_error(run_app("index", "add", str(small), env=lowered), 3, "limit is 0.01 MB")
     assert run_app("index", "add", str(small), env={**lowered, "CHATBOT_MAX_DOCUMENT_BYTES": "20000"}).returncode == 0
+
+
+def test_batch_bad_scopes_are_errors_of_their_line(env: dict[str, str]) -> None:
+    """As in the API: a scope that names nothing is an error (it answered from every document), and
+    one that is not an id (5) is that line's error, not the end of the batch."""
+    lines = [
+        '{"question": "How much did Databricks raise?", "document": ""}',
+        '{"question": "How much did Databricks raise?", "document": []}',
+        '{"question": "How much did Databricks raise?", "document": 5}',
+        '{"question": "How much did Databricks raise?", "document": ["ai-investments-2024.fr"]}',
+    ]
+    out = run_app("ask", "--json", "-", env=env, stdin="\n".join(lines) + "\n")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r.get("error", "")[:11] for r in rows] == ["empty scope", "empty scope", '"document" ', ""], rows
+    check_schema(rows[3])
