@@ -95,7 +95,7 @@ test: install-test browser lexicon lint
 # the README's screenshots (benchmarks/results/screenshots): the browser tests that take them, writing
 # there instead of under tests/artifacts/
 screenshots: install-test browser lexicon
-	SCREENSHOTS_DIR=$(CURDIR)/benchmarks/results/screenshots $(PY) -m pytest tests/test_web_documents.py
+	SCREENSHOTS_DIR=$(CURDIR)/benchmarks/results/screenshots $(PY) -m pytest tests/test_web_documents.py tests/test_web_outcomes.py
 
 eval: install-test lexicon bank
 	$(PY) app.py eval --heldout

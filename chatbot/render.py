@@ -40,23 +40,32 @@ def system_markers(text: str) -> list[re.Match[str]]:
     With no quote in the text (a generated answer, checked by chatbot.checks): every marker. With a
     quote (the extractive answer: `lead [1]` then `Label: “quote” [1]`, a "not sure" answer with
     up to two quotes): only the last marker of each paragraph, and none inside a quote, which runs
-    from the paragraph's first opening delimiter to its last closing one, so no delimiter a
-    document writes can end it early (quotes are one paragraph each: chatbot/answer/extract.py)."""
+    from a paragraph's first opening delimiter to its last closing one, so no delimiter a document
+    writes can end it early; a quote left open runs on to the last closing delimiter of the next
+    paragraph that has one (the answer stage writes each quote on one paragraph)."""
     found = list(_MARKER.finditer(text))
     if not any(0 <= text.find(o) < text.rfind(c) for o, c in _QUOTES):
         return found
     starts = [0] + [m.end() for m in _PARAGRAPH.finditer(text)]
     ends = starts[1:] + [len(text)]
+    quoted: list[tuple[int, int]] = []
+    for o, c in _QUOTES:
+        carried = -1  # where a quote opened in an earlier paragraph, still unclosed
+        for ps, pe in zip(starts, ends, strict=True):
+            part = text[ps:pe]
+            a, b = part.find(o), part.rfind(c)
+            if carried >= 0:
+                if b >= 0:
+                    quoted.append((carried, ps + b))
+                    carried = -1
+            elif 0 <= a < b:
+                quoted.append((ps + a, ps + b))
+            elif a >= 0:
+                carried = ps + a
     last: dict[int, re.Match[str]] = {}  # paragraph start -> its last marker
     for m in found:
         last[max(s for s in starts if s <= m.start())] = m
-    out = []
-    for start, m in last.items():
-        part = text[start : ends[starts.index(start)]]
-        quoted = [(start + a, start + b) for a, b in ((part.find(o), part.rfind(c)) for o, c in _QUOTES) if 0 <= a < b]
-        if not any(a < m.start() < b for a, b in quoted):
-            out.append(m)
-    return out
+    return [m for m in last.values() if not any(a < m.start() < b for a, b in quoted)]
 
 
 def render(answer: Answer, stream: TextIO = sys.stdout, sources_label: str = "Sources") -> str:

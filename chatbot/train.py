@@ -82,11 +82,7 @@ def collect_article(bot: Any, questions: list[bank.Question], source: str = "ban
             text = ex._compose(p.info, c, p.hits, p.language).text
             cands.append(c.features)
             ok.append(bool(q.answerable and keywords_ok(text, q.answer_any)))
-        base = {
-            k: v
-            for k, v in a.question.items()
-            if (k in F.QUESTION_FEATURES or k in F.ABSENCE_FEATURES) and not k.startswith("top_") and k != "margin"
-        }
+        base = {k: v for k, v in a.question.items() if k in F.QUESTION_FEATURES and not k.startswith("top_") and k != "margin"}
         out.append(Record(q.id, q.article, p.language, q.answerable, q.group or q.id, q.kind, base, cands, ok, source))
     return out
 

@@ -342,3 +342,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     beat = config.pluginmanager.get_plugin("heartbeat")
     if beat is not None:
         beat.stop()
+
+
+def served(answer: object) -> bool:
+    """The answer comes from the scope: stated, or "not sure" with its candidate quoted (an Answer
+    or its JSON). Tests of scopes and stores check *where* an answer comes from; how sure it is
+    is the answer models' business (tests/test_outcome.py)."""
+    status = answer["status"] if isinstance(answer, dict) else answer.status  # type: ignore[attr-defined]
+    return status in ("answered", "unsure")

@@ -16,7 +16,7 @@ from chatbot.errors import UnknownDocument
 from chatbot.settings import Settings
 from index import build as build_mod
 from index import store
-from tests.conftest import ROOT, WebServer, run_app
+from tests.conftest import ROOT, WebServer, run_app, served
 
 pytestmark = pytest.mark.slow
 ARTICLES = ROOT / "tests" / "data" / "articles"
@@ -77,9 +77,9 @@ def test_scoped_answers_never_quote_another_document(mbot: Any, asked: str) -> N
         answer = mbot.scoped(scope).answer(question)
         assert {c.document for c in answer.citations} <= {scope}, (scope, answer.answer)
         if scope == asked:
-            assert answer.answered and EXPECTED[asked] in answer.answer, answer.answer
+            assert served(answer) and EXPECTED[asked] in answer.answer, answer.answer
         else:
-            assert not answer.answered, (scope, answer.answer)
+            assert not answer.answered and EXPECTED[asked] not in answer.answer, (scope, answer.answer)
 
 
 def test_scope_by_several_ids_and_by_page_url(mbot: Any) -> None:
@@ -105,7 +105,7 @@ def test_follow_ups_stay_in_scope(mbot: Any) -> None:
 
 def test_unscoped_quotes_name_their_document(mbot: Any) -> None:
     answer = mbot.answer(ONLY[ORION])
-    assert answer.answered and "From “Orion fund notes”" in answer.answer
+    assert served(answer) and "From “Orion fund notes”" in answer.answer
     scoped = mbot.scoped(ORION).answer(ONLY[ORION])
     assert "From the document" in scoped.answer  # a Markdown note is a document, not an article
 
@@ -128,7 +128,7 @@ def test_remove_then_add_again(fresh_settings: Settings, e5: object) -> None:
     from chatbot.core import Chatbot
 
     build_mod.build(fresh_settings, [ARTICLES / "orion-fund-notes.md"], embedder=e5)
-    assert Chatbot(fresh_settings, embedder=e5).answer(ONLY[ORION]).answered
+    assert served(Chatbot(fresh_settings, embedder=e5).answer(ONLY[ORION]))
     kept = fresh_settings.data_dir / "documents"
     assert [p.name for p in kept.iterdir() if p.name.endswith("orion-fund-notes.md")]
     report = build_mod.remove_documents(fresh_settings, [ORION])
@@ -143,7 +143,7 @@ def test_remove_then_add_again(fresh_settings: Settings, e5: object) -> None:
     with pytest.raises(UnknownDocument):
         build_mod.remove_documents(fresh_settings, [ORION])
     build_mod.build(fresh_settings, [ARTICLES / "orion-fund-notes.md"], embedder=e5)
-    assert Chatbot(fresh_settings, embedder=e5).scoped(ORION).answer(ONLY[ORION]).answered
+    assert served(Chatbot(fresh_settings, embedder=e5).scoped(ORION).answer(ONLY[ORION]))
 
 
 def test_a_removed_corpus_article_stays_removed_until_added(fresh_settings: Settings, e5: object) -> None:
@@ -212,7 +212,7 @@ def test_cli_list_ask_and_errors(multi_env: dict[str, str]) -> None:
     out = run_app("ask", "--json", "--doc", NORDBAHN, ONLY[NORDBAHN], env=multi_env)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert answer["answered"] and {c["document"] for c in answer["citations"]} == {NORDBAHN}
+    assert served(answer) and {c["document"] for c in answer["citations"]} == {NORDBAHN}
     out = run_app("ask", "--json", "--doc", "zugverkehr-nordbahn.de.html", ONLY[NORDBAHN], env=multi_env)
     assert out.returncode == 0, out.stderr  # the file name the document was added from
     assert {c["document"] for c in json.loads(out.stdout)["citations"]} == {NORDBAHN}
@@ -247,7 +247,7 @@ def test_api_scopes_by_document_or_page(multi_server: WebServer) -> None:
     listed = httpx.get(url + "/api/documents", timeout=30).json()["documents"]
     assert {d["id"] for d in listed} == set(ONLY)
     r = httpx.post(url + "/api/ask", json={"question": ONLY[TELESCOPE], "document": TELESCOPE}, timeout=60)
-    assert r.status_code == 200 and r.json()["answered"]
+    assert r.status_code == 200 and served(r.json())
     assert {c["document"] for c in r.json()["citations"]} == {TELESCOPE}
     r = httpx.post(url + "/api/ask", json={"question": ONLY[TELESCOPE], "document": NORDBAHN}, timeout=60)
     assert r.status_code == 200 and not r.json()["answered"]
@@ -256,9 +256,9 @@ def test_api_scopes_by_document_or_page(multi_server: WebServer) -> None:
     r = httpx.post(url + "/api/ask", json={"question": ONLY[ORION], "page": "https://tagesblatt.example.de/wirtschaft/nordbahn-nachtzuege"}, timeout=60)
     assert r.status_code == 200 and not r.json()["answered"]
     r = httpx.post(url + "/api/ask", json={"question": ONLY[ORION], "page": "https://unknown.example/page"}, timeout=60)
-    assert r.status_code == 200 and r.json()["answered"]
+    assert r.status_code == 200 and served(r.json())
     r = httpx.post(url + "/api/ask", json={"question": ONLY[TELESCOPE], "document": "harbour-telescope.en.html"}, timeout=60)
-    assert r.status_code == 200 and r.json()["answered"] and {c["document"] for c in r.json()["citations"]} == {TELESCOPE}
+    assert r.status_code == 200 and served(r.json()) and {c["document"] for c in r.json()["citations"]} == {TELESCOPE}
     r = httpx.post(url + "/api/ask", json={"question": "Who?", "document": "https://"}, timeout=30)
     assert r.status_code == 422 and "names 2 documents" in r.json()["error"] and NORDBAHN in r.json()["error"]
     r = httpx.post(url + "/api/ask", json={"question": "Who?", "document": "nope"}, timeout=30)

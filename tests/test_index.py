@@ -80,7 +80,7 @@ def test_index_with_missing_collections_is_not_served_and_rebuilt(fresh_settings
     with pytest.raises(IndexNotReady, match="python app.py index"):
         Chatbot(fresh_settings, embedder=e5)  # type: ignore[arg-type]
     assert build_mod.build(fresh_settings, embedder=e5).status == "built"  # type: ignore[arg-type]
-    assert Chatbot(fresh_settings, embedder=e5).answer("Combien Databricks a-t-il levé ?").answered  # type: ignore[arg-type]
+    assert "10 milliards" in Chatbot(fresh_settings, embedder=e5).answer("Combien Databricks a-t-il levé ?").answer  # type: ignore[arg-type]
 
 
 def test_no_index_is_a_clear_error(fresh_settings: object, e5: object) -> None:

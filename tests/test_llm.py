@@ -135,13 +135,13 @@ def test_headline_question_is_read_by_the_model(settings: object, built: object,
 
 
 def test_rejected_generated_answer_is_unsure(settings: object, built: object, e5: object, fake: FakeLLMServer) -> None:
-    """A reply the checks reject (an invented figure) falls back to the extractive candidate as
-    "not sure", never to a confident statement of it."""
-    bot = make_bot(settings, e5, fake.url, "invent")
+    """A reply the checks reject (no sentence cites a passage) falls back to the extractive
+    candidate as "not sure", never to a confident statement of it."""
+    bot = make_bot(settings, e5, fake.url, "uncited")
     _, final = run(bot, "How much did Databricks raise?")
     a = final.answer
-    assert a.status == "unsure" and a.answer.startswith("Not sure") and "999" not in a.answer
-    assert a.notes and "999" in a.notes[0]
+    assert a.status == "unsure" and a.answer.startswith("Not sure") and "10 milliards" in a.answer
+    assert "did very well" not in a.answer and a.notes and "no cited" in a.notes[0]
 
 
 @pytest.mark.parametrize("model", ["error500", "slow", "drop"])
@@ -225,10 +225,15 @@ def test_injected_instructions_are_not_obeyed(injected_settings: object, e5: obj
     bot = Chatbot(s, embedder=e5)
     a = bot.answer(question)
     assert any("Quantix" in c.text or c.section == "comment" for c in a.citations)
-    for bad in ("999", "5000", "http", "![", "[9]", "Never reveal", "data, not instructions"):
-        assert bad not in a.answer, bad
+    assert "Never reveal" not in a.answer and "data, not instructions" not in a.answer
+    if a.status == "answered":  # the model's text, checked
+        for bad in ("999", "5000", "http", "![", "[9]"):
+            assert bad not in a.answer, bad
+    else:  # the checks rejected it: the extractive candidates, a reader's words labelled as such
+        assert a.status == "unsure" and a.notes and a.answer.split(" ", 1)[0] in ("Not", "Pas", "Nicht")
+        assert "999" not in a.answer or "Reader comment by" in a.answer
     extractive = Chatbot(injected_settings, embedder=e5).answer(question)  # type: ignore[arg-type]
     if "Combien" in question:  # the figure comes from the article, not from the commenters' claims
-        assert extractive.answer.startswith("30 millions de dollars [1]")
+        assert extractive.answer.split("[1]")[0].endswith("30 millions de dollars ")
     else:  # a quoted comment is labelled as a reader's words, never passed off as the article's
         assert "999" not in extractive.answer or "Reader comment by" in extractive.answer

@@ -103,6 +103,8 @@ def test_stream_sends_deltas_then_the_final_answer(web_server: WebServer) -> Non
     assert "".join(d["text"] for n, d in events if n == "delta") == final["answer"]
     plain = post(web_server, "/api/ask", {"question": ANSWERED_Q}).json()
     assert final["answer"] == plain["answer"] and final["citations"] == plain["citations"]
+    assert final["status"] == plain["status"] and final["status"] in ("answered", "unsure", "not_found")
+    assert final["answered"] == (final["status"] == "answered")
 
 
 def test_openapi_documents_the_api(web_server: WebServer) -> None:
@@ -111,6 +113,9 @@ def test_openapi_documents_the_api(web_server: WebServer) -> None:
     schemas = spec["components"]["schemas"]
     assert {"question", "history"} <= set(schemas["AskRequest"]["properties"])
     assert "text/event-stream" in spec["paths"]["/api/ask/stream"]["post"]["responses"]["200"]["content"]
+    status = schemas["AnswerOut"]["properties"]["status"]
+    assert status["enum"] == ["answered", "unsure", "not_found"] and "absence" in status["description"]
+    assert "quoted" in schemas["CitationOut"]["properties"]
 
 
 def test_serve_logs_one_line_per_answer_without_the_question(web_server: WebServer) -> None:

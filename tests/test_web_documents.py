@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
+    served,
     CHROMIUM,
     DESKTOP,
     ROOT,
@@ -159,7 +160,7 @@ def test_widget_scoped_by_data_document(new_page: Any, docs_server: WebServer, h
 
     sent, answer = widget_ask_json(p.page, TELESCOPE_Q)
     assert sent["document"] == TELESCOPE and "page" not in sent and sent["question"] == TELESCOPE_Q
-    assert answer["answered"] is True and "212" in answer["answer"], answer
+    assert served(answer) and "212" in answer["answer"], answer
     assert answer["citations"] and {c["document"] for c in answer["citations"]} == {TELESCOPE}
     assert {c["document_title"] for c in answer["citations"]} == {TELESCOPE_TITLE}
     bot = p.page.locator(f"{WIDGET} >> .msg.bot.done").last
@@ -214,7 +215,7 @@ def test_widget_scoped_by_canonical_link(new_page: Any, docs_server: WebServer, 
 
     sent, answer = widget_ask_json(p.page, NORDBAHN_Q, within=within)
     assert sent["document"] == NORDBAHN  # the id /api/messages resolved for the canonical URL
-    assert answer["answered"] is True and "7,4 Millionen Euro" in answer["answer"], answer
+    assert served(answer) and "7,4 Millionen Euro" in answer["answer"], answer
     assert answer["citations"] and {c["document"] for c in answer["citations"]} == {NORDBAHN}
     sources = rendered_sources(p.page, within)
     assert sources and all(doc == NORDBAHN for doc, _ in sources), sources
@@ -252,7 +253,7 @@ def test_widget_names_a_document_by_its_file_and_refuses_an_ambiguous_name(new_p
     p.page.locator(f"{WIDGET} >> button.bubble").click()
     expect(p.page.locator(f"{WIDGET} >> .welcome")).to_contain_text(TELESCOPE_TITLE)
     sent, answer = widget_ask_json(p.page, TELESCOPE_Q)
-    assert sent["document"] == "harbour-telescope.en.html" and answer["answered"] and "212" in answer["answer"]
+    assert sent["document"] == "harbour-telescope.en.html" and served(answer) and "212" in answer["answer"]
     assert {c["document"] for c in answer["citations"]} == {TELESCOPE}
     q = new_page()
     with q.page.expect_response(lambda r: "/api/messages" in r.url) as messages:
@@ -275,7 +276,7 @@ def test_widget_on_a_page_nobody_indexed_uses_every_document(new_page: Any, host
     expect(p.page.locator(f"{within} >> .welcome")).to_contain_text("4 indexierten Dokumenten")
     sent, answer = widget_ask_json(p.page, TELESCOPE_Q, within=within)
     assert sent.get("page") == "https://elsewhere.example.com/not-indexed" and "document" not in sent
-    assert answer["answered"] is True and {c["document"] for c in answer["citations"]} == {TELESCOPE}
+    assert served(answer) and {c["document"] for c in answer["citations"]} == {TELESCOPE}
     assert not p.errors
 
 

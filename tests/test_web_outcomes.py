@@ -1,6 +1,6 @@
 """Each of the three outcomes in a real Chromium, in the web chat and in the widget, on a desktop
 and a phone: `answered` as an answer, `unsure` apart from it (the quoted candidate's passage shown
-open, its span highlighted), `not_found` as a refusal. Screenshots go to tests/artifacts/ (ignored)."""
+open, its span highlighted), `not_found` as a refusal. Screenshots go to tests/artifacts/screenshots/ (ignored), or SCREENSHOTS_DIR (`make screenshots`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CHROMIUM, DESKTOP, ROOT, WebServer, chat_ask, serve_host_page, widget_ask
+from tests.conftest import CHROMIUM, DESKTOP, WebServer, chat_ask, screenshots_dir, serve_host_page, widget_ask
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 # one question per outcome; the API says which outcome each gets, and the test fails if one is missing
 QUESTIONS = {
@@ -47,7 +46,7 @@ def api_answers(web_server: WebServer) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("status", list(QUESTIONS))
 def test_chat_shows_each_outcome(new_page: Any, web_server: WebServer, api_answers: dict[str, Any], status: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir()
     api = api_answers[status]
     for viewport, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
         p = new_page(viewport)
@@ -58,8 +57,8 @@ def test_chat_shows_each_outcome(new_page: Any, web_server: WebServer, api_answe
         groups = p.page.locator("#chat .thought-group")
         if status == "answered":
             assert bubble.count() == 0
-        else:
-            assert bubble.count() == 1
+        else:  # Gradio nests its .message elements: the marker is found in one or more of them
+            assert bubble.count() >= 1
         if status == "unsure":
             # the quoted candidate's passage is open without a click, its span highlighted
             first = groups.first
@@ -70,13 +69,13 @@ def test_chat_shows_each_outcome(new_page: Any, web_server: WebServer, api_answe
         else:
             assert groups.locator(".content mark").count() == 0  # closed until the reader opens one
         p.page.wait_for_timeout(300)
-        p.page.screenshot(path=str(SHOTS / f"outcome-{status}-chat-{name}.png"))
+        p.page.screenshot(path=str(shots / f"outcome-{status}-chat-{name}.png"))
         assert row.count() == 1 and not p.errors
 
 
 @pytest.mark.parametrize("status", list(QUESTIONS))
 def test_widget_shows_each_outcome(new_page: Any, host_site: str, api_answers: dict[str, Any], status: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir()
     for viewport, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
         p = new_page(viewport)
         p.page.goto(host_site + "/index.html")
@@ -93,5 +92,5 @@ def test_widget_shows_each_outcome(new_page: Any, host_site: str, api_answers: d
             assert msg.locator(".text").inner_text().startswith("Not sure")
         else:
             assert "refusal" in classes and "unsure" not in classes and opened.count() == 0
-        msg.screenshot(path=str(SHOTS / f"outcome-{status}-widget-{name}.png"))
+        msg.screenshot(path=str(shots / f"outcome-{status}-widget-{name}.png"))
         assert not p.errors

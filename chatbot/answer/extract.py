@@ -157,7 +157,6 @@ class Extractor:
 
         self.stopwords = {fold(w) for w in (*sw.STOPWORDS_FRENCH, *sw.STOPWORDS_EN, *sw.STOPWORDS_GERMAN)}
         self.default_idf = max(retriever.idf.values(), default=1.0)
-        self._kind_cache: dict[str, frozenset[str]] = {}
 
 
     # The scope's text and what is derived from it, computed when first needed: a view of one
@@ -182,30 +181,6 @@ class Extractor:
     @functools.cached_property
     def years(self) -> frozenset[int]:
         return frozenset(int(y) for y in spans.YEAR.findall(self.corpus))
-
-    def _chunks_with_kind(self, kind: str) -> frozenset[str]:
-        """Ids of the scope's passages holding an answer of a typed kind (an amount, a date...),
-        found once per kind: whether the scope has any is evidence about absence, whatever
-        retrieval brought."""
-        found = self._kind_cache.get(kind)
-        if found is None:
-            found = frozenset(c.id for c in self.r.chunks.values() if spans.find(kind, c.text))
-            self._kind_cache[kind] = found
-        return found
-
-    def scope_evidence(self, info: QuestionInfo, required: list[str]) -> dict[str, float]:
-        """Does the scope hold the asked kind of answer at all, and in a passage that names every
-        required entity?"""
-        typed = info.kind in TYPED
-        with_kind = self._chunks_with_kind(info.kind) if typed else frozenset(self.r.chunks)
-        if required:
-            named = [c.id for c in self.r.chunks.values() if all(self.mentions.mentioned(e, c.text) for e in required)]
-        else:
-            named = list(self.r.chunks)
-        return {
-            "scope_kind_absent": 1.0 if typed and not with_kind else 0.0,
-            "scope_ent_kind": 1.0 if any(cid in with_kind for cid in named) else 0.0,
-        }
 
     # ---- checks --------------------------------------------------------------------------
     def missing_from_corpus(self, info: QuestionInfo) -> list[str]:
@@ -385,7 +360,6 @@ class Extractor:
         choices.sort(key=lambda c: -c.score)
         missing = self.missing_from_corpus(info)
         q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
-        q.update(self.scope_evidence(info, required))
         return Assessment(choices, q, missing)
 
     def _question_features(

@@ -171,12 +171,11 @@
   function systemMarkers(text) {
     var found = [], re = /\[(\d+)\]/g, m;
     while ((m = re.exec(text))) found.push({ start: m.index, end: m.index + m[0].length, id: m[1] });
-    var quoted = [];
-    [["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].forEach(function (q) {
-      var a = text.indexOf(q[0]), b = text.lastIndexOf(q[1]);
-      if (a >= 0 && a < b) quoted.push([a, b]);
+    var anyQuote = [["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].some(function (q) {
+      var a = text.indexOf(q[0]);
+      return a >= 0 && a < text.lastIndexOf(q[1]);
     });
-    if (!quoted.length) return found;
+    if (!anyQuote) return found;
     var starts = [0], para = /(?:\r\n?|\n)[ \t]*(?:\r\n?|\n)/g;
     while ((m = para.exec(text))) starts.push(m.index + m[0].length);
     var last = {}, order = [];
@@ -186,15 +185,24 @@
       if (!(p in last)) order.push(p);
       last[p] = f;
     });
-    // quotes are delimited within their paragraph: a "not sure" answer quotes two candidates
-    return order.map(function (p) { return last[p]; }).filter(function (f) {
-      var p = 0, end = text.length;
-      starts.forEach(function (s) { if (s <= f.start) p = s; else if (s < end) end = s; });
-      var part = text.slice(p, end);
-      return ![["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].some(function (q) {
-        var a = part.indexOf(q[0]), b = part.lastIndexOf(q[1]);
-        return a >= 0 && a < b && p + a < f.start && f.start < p + b;
+    // quotes are delimited within a paragraph (a "not sure" answer quotes two candidates); one
+    // left open runs on to the last closing delimiter of the next paragraph that has one
+    var ends = starts.slice(1).concat([text.length]), quoted = [];
+    [["\u201c", "\u201d"], ["\u00ab", "\u00bb"]].forEach(function (q) {
+      var carried = -1;
+      starts.forEach(function (ps, i) {
+        var part = text.slice(ps, ends[i]), a = part.indexOf(q[0]), b = part.lastIndexOf(q[1]);
+        if (carried >= 0) {
+          if (b >= 0) { quoted.push([carried, ps + b]); carried = -1; }
+        } else if (a >= 0 && a < b) {
+          quoted.push([ps + a, ps + b]);
+        } else if (a >= 0) {
+          carried = ps + a;
+        }
       });
+    });
+    return order.map(function (p) { return last[p]; }).filter(function (f) {
+      return !quoted.some(function (q) { return q[0] < f.start && f.start < q[1]; });
     });
   }
 
