@@ -83,9 +83,11 @@ def _codec(encoding: str, name: str) -> str:
     except LookupError:
         raise CorpusError(f"{name}: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
     try:
-        b"".decode(info.name)  # bytes-to-bytes codecs (hex, base64, zlib) are refused here
+        b"a".decode(info.name)  # bytes-to-bytes codecs (hex, base64, zlib) are refused here
     except LookupError:
         raise CorpusError(f"{name}: {encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+    except ValueError:
+        pass  # a text encoding that cannot decode this one byte (utf-16): fine
     return str(info.name)
 
 
