@@ -410,7 +410,9 @@ def _open_for_writing(settings: Settings, rebuild: bool, warn: Callable[[str], N
     except Exception as exc:
         folder = settings.data_dir / "chroma"
         if not (rebuild and not settings.chroma_host and folder.exists()) or store.environmental(exc):
-            raise exc if isinstance(exc, ChatbotError) else store.unreadable(settings, exc, "cannot read the index store") from exc
+            raise (
+                exc if isinstance(exc, ChatbotError) else store.unreadable(settings, exc, "cannot read the index store")
+            ) from exc
         reason = store._short(exc)
     aside = _set_aside(folder)
     if warn:

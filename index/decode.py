@@ -15,8 +15,13 @@ import re
 
 from chatbot.errors import CorpusError
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # fmt: skip  (UTF-32 LE starts like UTF-16 LE)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)  # UTF-32 LE starts like UTF-16 LE: it is looked for first
 # <meta charset="x"> or <meta http-equiv="Content-Type" content="text/html; charset=x">, looked for where
 # browsers look (the first 1024 bytes; 4096 here: some pages put long comments first)
 _META_CHARSET = re.compile(rb"""<meta\b[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
@@ -78,9 +83,11 @@ def _codec(encoding: str, name: str) -> str:
     except LookupError:
         raise CorpusError(f"{name}: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
     try:
-        b"".decode(info.name)  # bytes-to-bytes codecs (hex, base64, zlib) are refused here
+        b"a".decode(info.name)  # bytes-to-bytes codecs (hex, base64, zlib) are refused here
     except LookupError:
         raise CorpusError(f"{name}: {encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+    except ValueError:
+        pass  # a text encoding that cannot decode this one byte (utf-16): fine
     return str(info.name)
 
 
