@@ -145,7 +145,7 @@ def test_bad_input_is_rejected(bot: object) -> None:
 def test_dev_set_figures_do_not_regress(bot: object) -> None:
     """Guards the measured figures on the old dev set (see the closing note); a drop below these is a
     regression. The answer models are fitted on the question bank, not on these questions, and
-    refuse when unsure: accuracy is lower and wrong answers rarer than when rules were tuned here."""
+    say "not sure" rather than state what they doubt: few answers stated, almost none wrong."""
     from chatbot.evaluate import evaluate, load_cases
 
     cases = load_cases(DEV)
@@ -153,11 +153,13 @@ def test_dev_set_figures_do_not_regress(bot: object) -> None:
     r = evaluate(bot, cases)
     assert r["hit@3"] >= 0.94
     assert r["hit@1"] >= 0.84
-    # measured with the models fitted on 12 bank articles: accuracy 0.639, refusals 1.000, wrong
-    # refusals 0.306 (fitted on 9: 0.625 / 0.944 / 0.306)
-    assert r["answer_accuracy"] >= 0.60
-    assert r["refusal_accuracy"] >= 0.9
-    assert r["wrong_refusals"] <= 0.34
+    # measured with the models fitted on 12 bank articles (three outcomes): useful 0.861 (the answer
+    # stated, or quoted as "not sure"), stated wrong 0.000, false "not found" 0.069, unanswerable
+    # questions "not found" 0.333 and never stated
+    assert r["useful"] >= 0.80
+    assert r["stated_wrong"] <= 0.03
+    assert r["false_not_found"] <= 0.10
+    assert r["unanswerable_stated"] <= 0.06
     assert r["top3_citation_chars_max"] < 2000
 
 

@@ -13,7 +13,8 @@ from chatbot.schema import Answer, Citation
     "has, confidence, absent, expected",
     [
         (True, 0.9, 0.1, "answered"),
-        (True, 0.9, 0.8, "not_found"),  # evidence of absence outranks a confident pick
+        (True, 0.9, 0.8, "answered"),  # a pick confident enough to state is evidence the scope answers
+        (True, 0.5, 0.8, "not_found"),
         (True, 0.2, 0.1, "unsure"),  # low confidence in the pick is no evidence that nothing answers
         (True, 0.0, 0.69, "unsure"),
         (False, 0.9, 0.0, "not_found"),  # nothing retrieved

@@ -533,7 +533,8 @@ class Extractor:
             else:
                 lead = best.span.text
         elif best.items:
-            lead = ", ".join(best.items)
+            lead = ", ".join(best.items)  # names or list items: the sentence they come from is marked
+            highlight = (best.sentences[0].start - base, best.sentences[-1].end - base)
         elif best.lead:
             lead = best.lead  # "what is this about?": the headline, then the lead quoted
             highlight = (best.sentences[0].start - base, best.sentences[-1].end - base)
