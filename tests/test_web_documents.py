@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
-    served,
     CHROMIUM,
     DESKTOP,
     ROOT,
@@ -29,6 +28,7 @@ from tests.conftest import (
     run_app,
     screenshots_dir,
     serve_folder,
+    served,
     widget_ask,
 )
 
