@@ -39,6 +39,8 @@ XQUAD_RESERVED = {
     "Scottish_Parliament",
 }
 XQUAD_KEPT = 3  # paragraphs of 5 kept in the absence model's cut XQuAD articles
+MINIBANK = ROOT / "tests" / "data" / "minibank"
+ABSENCE_ONLY = ("xquad-absent", "minibank")  # sources fitted on by the absence model alone
 
 
 @dataclass
@@ -156,8 +158,15 @@ def collect(
     _sklearn()
     articles = [a for a in bank.load_articles() if include_heldout or not a.heldout]
     questions = bank.load_questions(articles=[a.id for a in articles])
+    # the project's own short articles (tests/data/minibank) teach the absence model what a short
+    # note looks like, unless they are the bank itself (the training tests)
+    short = [] if bank.bank_dir().resolve() == MINIBANK.resolve() else bank.load_articles(MINIBANK)
+    short_questions = bank.load_questions(MINIBANK) if short else []
     key = hashlib.sha256(
-        json.dumps([[a.id for a in articles], [q.__dict__ for q in questions], xquad_titles, xquad_absent], sort_keys=True).encode()
+        json.dumps(
+            [[a.id for a in articles], [q.__dict__ for q in questions + short_questions], xquad_titles, xquad_absent],
+            sort_keys=True,
+        ).encode()
         + b"".join(p.read_bytes() for p in _feature_code())
     ).hexdigest()[:16]
     work = settings.data_dir / "bank"
@@ -173,6 +182,10 @@ def collect(
         qs = [q for q in questions if q.article == a.id]
         _log(f"collect {a.id}: {len(qs)} questions")
         records += collect_article(_bot_for(doc, work / "index" / a.id, embedder), qs)
+    for a in short:
+        qs = [q for q in short_questions if q.article == a.id]
+        _log(f"collect {a.id} (short, for the absence model): {len(qs)} questions")
+        records += collect_article(_bot_for(bank.materialize(a, work / "text"), work / "index" / a.id, embedder), qs, "minibank")
     for title, text, qs in _xquad_articles(xquad_titles):
         doc = work / "text" / f"xquad-{title}.txt"
         doc.parent.mkdir(parents=True, exist_ok=True)
@@ -315,13 +328,13 @@ def _out_of_fold(rows: list[dict[str, float]], labels: list[bool], arts: list[st
 def fit_all(
     bank_records: list[Record], extra: list[Record], max_false_absent: float = 0.02
 ) -> tuple[AnswerModels, dict[str, np.ndarray]]:
-    """Models fitted on `bank_records`, with `extra` XQuAD records: whole articles add ranking
-    data, cut ones ("xquad-absent") add absence data. Question-level models are fitted on
+    """Models fitted on `bank_records`, with `extra` records: whole XQuAD articles add ranking
+    data, cut ones and the project's short articles (`ABSENCE_ONLY`) add absence data. Question-level models are fitted on
     out-of-fold features: for each article, the sentence model that ranked it never saw it; their
     calibrations and the absence operating point come from out-of-fold predictions on the bank."""
     articles = sorted({r.article for r in bank_records})
-    ranking = [r for r in extra if r.source != "xquad-absent"]
-    cut = [r for r in extra if r.source == "xquad-absent"]
+    ranking = [r for r in extra if r.source not in ABSENCE_ONLY]
+    cut = [r for r in extra if r.source in ABSENCE_ONLY]
     sentence = fit_sentence(bank_records + ranking)
     oof_q: dict[str, dict[str, float]] = {}
     oof_a: dict[str, dict[str, float]] = {}
@@ -342,7 +355,7 @@ def fit_all(
     calibration = fit_calibration(oof_p, y.astype(float))
     answerable = fit_logistic(rows, labels, F.QUESTION_FEATURES)
     # the absence model: "the scope does not answer", a different question from "the pick is wrong".
-    # The cut XQuAD articles were never ranked by `sentence`'s training, so their features are fair.
+    # The absence-only articles were never in `sentence`'s training, so their features are fair.
     a_rows = [oof_a[r.qid] for r in bank_records] + [F.absence_features(r.base, ranked_candidates(sentence, r)) for r in cut]
     a_labels = [not r.answerable for r in (*bank_records, *cut)]
     a_arts = arts + [r.article for r in cut]

@@ -80,4 +80,6 @@ def test_training_is_reproducible(bank_records: list, tmp_path: Path) -> None:
 # measured leave-one-article-out figures, less a small margin for machine noise (see the README's
 # "Measured"); the previous release, with one switch where there are now three outcomes, called
 # 0.641 of the answerable questions "does not seem to answer"
-FLOOR = {"useful": 0.70, "stated_wrong": 0.04, "false_not_found": 0.03, "unanswerable_not_found": 0.22, "unanswerable_stated": 0.12}
+# (measured: useful 0.728, stated wrong 0.028, false "not found" 0.014, unanswerable "not found"
+# 0.242 and stated 0.107)
+FLOOR = {"useful": 0.70, "stated_wrong": 0.04, "false_not_found": 0.03, "unanswerable_not_found": 0.21, "unanswerable_stated": 0.13}

@@ -108,9 +108,13 @@ def test_chat_follow_up_uses_the_history(new_page: Any, web_server: WebServer) -
     groups = p.page.locator("#chat .thought-group")
     passages = []
     for i in range(max(0, groups.count() - 3), groups.count()):  # the follow-up's sources, opened
-        if not groups.nth(i).locator(".content").is_visible():  # a "not sure" answer's quoted ones are open
+        content = groups.nth(i).locator(".content")
+        for _ in range(3):  # a "not sure" answer's quoted ones are open already (and may still be opening)
+            p.page.wait_for_timeout(300)
+            if content.is_visible():
+                break
             groups.nth(i).locator(".title").click()
-        groups.nth(i).locator(".content").wait_for()
+        content.wait_for()
         passages.append(groups.nth(i).locator(".content").inner_text())
     shown = last_answer(p.page) + " " + " ".join(passages)
     assert re.search(r"6[,.]6|\b20\b", shown), shown
