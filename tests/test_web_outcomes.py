@@ -64,7 +64,7 @@ def test_chat_shows_each_outcome(new_page: Any, web_server: WebServer, api_answe
             first = groups.first
             first.locator(".content mark").first.wait_for()
             assert " ".join(api["citations"][0]["text"].split())[:50] in " ".join(first.locator(".content").inner_text().split())
-            color = bubble.first.evaluate("e => getComputedStyle(e).borderTopStyle")
+            color = bubble.last.evaluate("e => getComputedStyle(e).borderTopStyle")  # the innermost
             assert color == "dashed"
         else:
             assert groups.locator(".content mark").count() == 0  # closed until the reader opens one

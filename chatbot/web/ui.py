@@ -284,8 +284,8 @@ CSS = """
 #chat mark { background: #fde68a; color: inherit; font-size: inherit; padding: 0 .1em; border-radius: 3px; }
 #chat a.cite { text-decoration: none; font-weight: 700; padding: 0 .1em; color: var(--color-accent); cursor: pointer; }
 #chat a.cite:hover { text-decoration: underline; }
-#chat .message:has(.outcome-unsure) { border: 2px dashed #d97706 !important; background: #fffbeb !important; }
-#chat .message:has(.outcome-not_found) { border: 1px solid #cbd5e1 !important; background: #f8fafc !important; color: #475569; }
+#chat .message:has(.outcome-unsure):not(:has(.message .outcome-unsure)) { border: 2px dashed #d97706 !important; background: #fffbeb !important; }
+#chat .message:has(.outcome-not_found):not(:has(.message .outcome-not_found)) { border: 1px solid #cbd5e1 !important; background: #f8fafc !important; color: #475569; }
 @media (max-width: 640px) {
   #title h1 { font-size: 1.2rem; }
   #chat .message-row.bot-row { max-width: calc(100% - 12px) !important; }
