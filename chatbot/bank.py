@@ -190,11 +190,21 @@ def extract_text(html: str, language: str, title: str = "") -> str:
     return extract_page(html, language, title).text
 
 
+def _extractor_key() -> str:
+    """The text cache's folder: a new extractor (our page layout, or trafilatura's release) makes
+    new texts, so a refit on this machine reads what a fresh clone would."""
+    import hashlib
+    from importlib.metadata import version
+
+    code = (ROOT / "index" / "html.py").read_bytes() + version("trafilatura").encode()
+    return hashlib.sha256(code).hexdigest()[:12]
+
+
 def materialize(article: Article, cache: Path) -> Path:
     """The article as a .txt file under `cache` (extracted once, then reused)."""
     if article.builtin:
         return ROOT / article.builtin
-    out = cache / f"{article.id}.txt"
+    out = cache / _extractor_key() / f"{article.id}.txt"
     if out.exists():
         return out
     html = _git_show(article).decode("utf-8", errors="replace")
@@ -208,7 +218,7 @@ def materialize(article: Article, cache: Path) -> Path:
             )
         except (FixtureMissing, KeyError, ValueError):
             title = ""
-    cache.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(extract_text(html, article.language, title), encoding="utf-8")
     tmp.replace(out)

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     max_history_turns: int = 20
     max_history_chars: int = 20000
     max_quote_chars: int = 700
-    answer_candidates: int = 6  # passages whose sentences compete to answer
+    answer_candidates: int = 8  # passages whose sentences compete to answer
+    answer_sentence_pool: int = 2  # ... and those holding the article's best sentences by each embedder
 
     # web
     allowed_origins: tuple[str, ...] = ("*",)  # CORS for /api/*; env CHATBOT_ALLOWED_ORIGINS='["https://a.example"]'

@@ -65,7 +65,8 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
         return Page(text, title=title, body=_main_text(text, html, title))
     title = title or _get(doc, "title")
     # the text as trafilatura gives it (not stripped): the answer models were fitted on exactly that
-    author, date, body, comments = _get(doc, "author"), _get(doc, "date"), _raw(doc, "text"), _raw(doc, "comments")
+    author, date = _get(doc, "author"), _get(doc, "date")
+    body, comments = _unwrapped(doc, "body", "text"), _unwrapped(doc, "commentsbody", "comments")
     own = not comments and _own_comments(html)
     if own:
         # trafilatura found no comments but our parser sees a comment section ("Commentaires (3)",
@@ -95,6 +96,28 @@ def _own_comments(html: str) -> bool:
     from index.parse import html_to_text, parse_text
 
     return any(r.section == "comment" for r in parse_text(html_to_text(html)).records)
+
+
+def _unwrapped(doc: Any, tree: str, key: str) -> str:
+    """trafilatura's text of one part, with each paragraph on one line. It keeps the source's line
+    breaks inside a <p> (a hard-wrapped page), and our line parser would read each piece as a
+    paragraph or a heading: a sentence cut at a wrap was no longer a sentence the answer could quote."""
+    root = getattr(doc, tree, None)
+    if root is None:
+        return _raw(doc, key)
+    import copy
+
+    from trafilatura.xml import xmltotxt
+
+    root = copy.deepcopy(root)
+    for el in root.iter():
+        # in HTML a line break inside text is a space; <lb/> (a real <br>) stays a line break
+        el.text = _WRAP.sub(" ", el.text) if el.text else el.text
+        el.tail = _WRAP.sub(" ", el.tail) if el.tail else el.tail
+    return str(xmltotxt(root, False) or "")
+
+
+_WRAP = re.compile(r"[ \t]*\n[ \t\n]*")
 
 
 def _raw(doc: Any, key: str) -> str:

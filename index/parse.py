@@ -20,6 +20,18 @@ _COUNTER = re.compile(r"^\d+\s*/\s*\d+$")
 _VOTES = re.compile(r"^\d{1,4}$")
 _COMMENT_COUNT = re.compile(r"^(?:commentaires?|comments?|kommentare?)\s*\((\d+)\)$", re.I)
 _RELATED = re.compile(r"^(?:articles? connexes?|related articles?|related|ähnliche artikel|verwandte artikel)$", re.I)
+# an inline teaser inside the body ("LIRE AUSSI SUR REGARDS.FR" then ">> Title", or "Read more: Title"):
+# another article's headline, which must not pass for this article's claim
+_TEASER = re.compile(
+    r"^(?:[àa] lire aussi|lire aussi|voir aussi|read more|read also|see also|mehr zum thema|lesen sie auch|auch interessant)\b"
+    r"[^:]{0,40}?(?:\s*:\s*(?P<title>.+))?$",
+    re.I,
+)
+# a comment signed after its text ("Comment by Daniel — 17.07, 2011 @ 13:10", a blog's layout)
+_SIGNATURE = re.compile(
+    r"^(?:comment|kommentar|commentaire|reply|antwort|réponse)\s+(?:by|von|de|par)\s+(?P<author>\S.{0,60}?)\s+[—–-]+\s+(?P<date>\S.{3,40})$",
+    re.I,
+)
 _AUTHOR = re.compile(r"^[A-Z][\w.\-]{2,40}$")
 _MONTHS = (
     "janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre|"
@@ -196,6 +208,8 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
     related_title: str | None = None
     comment: dict[str, str] = {}
     first = True
+    teaser_next = False
+    signed: list[Record] | None = None  # comments signed after their text: the lines since the last signature
 
     def flush_list() -> None:
         nonlocal pending_list, list_intro
@@ -216,6 +230,14 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             line = line.lstrip("# ").strip()  # a Markdown/HTML heading marker means nothing in the comment area
         if not line.lstrip("# ") or _COUNTER.match(line):
             continue  # also a heading marker with no heading ("#", "# " of an empty <h2>)
+        if section == "article" and (teaser_next or (m := _TEASER.match(line))):
+            title = line.lstrip(">»- ").strip() if teaser_next else (m.group("title") or "").lstrip(">»- ").strip()
+            teaser_next = not teaser_next and not title
+            if title:
+                flush_list()
+                out.add(Record("related", "related", title, heading="related"))
+            continue
+
         nxt = next((x for x in lines[i + 1 :] if x), None)
         if section == "comment" and _VOTES.match(line):
             continue
@@ -233,6 +255,22 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
         if _RELATED.match(line):
             flush_list()
             section = "related"
+            continue
+
+        if section == "article" and (sig := _SIGNATURE.match(line)):
+            flush_list()
+            # the first signature signs the paragraph just before it; later ones, every line since the last
+            own = signed if signed is not None else [r for r in out.records[-1:] if r.kind == "paragraph"]
+            for rec in own:
+                rec.kind, rec.section, rec.author, rec.date = "comment", "comment", sig.group("author"), sig.group("date")
+                rec.language = _detect(rec.text) if detect_language else ""
+                rec.heading = rec.speaker = ""
+            spans = [(r.start, r.end) for r in own]
+            out.records[:] = [r for r in out.records if not (r.kind == "quote" and any(a <= r.start < b for a, b in spans))]
+            signed = []
+            continue
+        if section == "article" and signed is not None:
+            signed.append(out.add(Record("paragraph", "comment", line)))  # signed (or not) by a later line
             continue
 
         if section == "comment":

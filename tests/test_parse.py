@@ -81,3 +81,70 @@ def test_empty_and_odd_input() -> None:
     assert parse_text("", "e.txt").records == []
     doc = parse_text("\x00\x1b[31mred\x1b[0m text\n\n\n", "o.txt")
     assert "\x00" not in doc.text and "\x1b" not in doc.text
+
+
+def test_inline_teasers_are_related_articles_not_claims() -> None:
+    """"LIRE AUSSI SUR …" then ">> Title" (or "Read more: Title") inside the body is another
+    article's headline: indexed as a related teaser, each time it appears, and never as a paragraph."""
+    text = (
+        "Titre de l'article\n\nUn premier paragraphe sur l'affaire.\nLIRE AUSSI SUR REGARDS.FR\n"
+        ">> Affaire Benalla : le scandale d'Etat\nUn deuxième paragraphe.\nLIRE AUSSI SUR REGARDS.FR\n"
+        ">> Les cinq raisons de la démission\nRead more: Another story about it\nLesen Sie auch: Ein dritter Text\nFin."
+    )
+    records = parse_text(text).records
+    related = [r.text for r in records if r.kind == "related"]
+    assert related == [
+        "Affaire Benalla : le scandale d'Etat",
+        "Les cinq raisons de la démission",
+        "Another story about it",
+        "Ein dritter Text",
+    ]
+    assert all(r.section == "related" for r in records if r.kind == "related")
+    body = " ".join(r.text for r in records if r.section == "article")
+    assert "LIRE AUSSI" not in body and "Benalla" not in body and "Un deuxième paragraphe." in body and "Fin." in body
+    # a long line that merely starts like a teaser label is still a paragraph
+    long = "Read more about how the committee reached its decision in the report published on Monday: it is long."
+    assert [r.kind for r in parse_text("T\n\n" + long).records][-1] == "paragraph"
+
+
+def test_hard_wrapped_html_paragraphs_become_one_line() -> None:
+    """A <p> whose source breaks its lines (a hard-wrapped page) is one paragraph: each piece used
+    to become a paragraph or a heading of its own, and a sentence cut at a wrap could not be quoted."""
+    from index.html import extract_page
+
+    # as zeit.de's page: source line breaks and a closing <br> (with it, trafilatura keeps the breaks)
+    words = "Kris de Decker kennt das aus\neigener Erfahrung. Seit 2008 verzichtet der belgische\nTechnikjournalist komplett auf Flüge.&nbsp; <br>\n"
+    filler = " ".join(f"Satz Nummer {i} des Artikels über den Zugverkehr in Europa." for i in range(12))
+    html = (
+        f"<html><head><title>Zugverkehr</title></head><body><article><h1>Zugverkehr</h1><p>{filler}</p>"
+        f"<p>{words}</p><p>Zeile eins<br>Zeile zwei</p></article></body></html>"
+    )
+    text = extract_page(html, "de").text
+    assert "Kris de Decker kennt das aus eigener Erfahrung. Seit 2008 verzichtet der belgische Technikjournalist komplett auf Flüge." in text
+    paragraphs = [r.text for r in parse_text(text).records if r.kind == "paragraph"]
+    assert any(p.startswith("Kris de Decker") and p.endswith("Flüge.") for p in paragraphs)
+    assert not any(r.kind == "heading" and ("Decker" in r.text or "belgische" in r.text) for r in parse_text(text).records)
+    assert "Zeile eins\nZeile zwei" in text  # a real <br> still breaks the line
+
+
+def test_comments_signed_after_their_text() -> None:
+    """A blog's layout: each comment's text, then "Comment by NAME — DATE". The text is the
+    reader's, with its author and date, never the article's; the article above stays the article."""
+    text = (
+        "Pseudonyme bei Google+\n2011-07-17\n\nDer Artikel sagt, Profile seien Telemedien.\n\n"
+        "Also im Klartext: das gilt für alle.\nComment by Mirko Lange — 17.07, 2011 @ 13:04\n"
+        "Wenn das in den AGB steht, gilt es.\nDas Gesetz steht aber darüber.\nComment by Daniel — 17.07, 2011 @ 13:10\n"
+        "@Daniel: Sehe ich anders.\nKommentar von Sabine Engelhardt – 17.07, 2011 @ 13:40\n"
+    )
+    records = parse_text(text).records
+    comments = [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
+    assert comments == [
+        ("Mirko Lange", "17.07, 2011 @ 13:04", "Also im Klartext: das gilt für alle."),
+        ("Daniel", "17.07, 2011 @ 13:10", "Wenn das in den AGB steht, gilt es."),
+        ("Daniel", "17.07, 2011 @ 13:10", "Das Gesetz steht aber darüber."),
+        ("Sabine Engelhardt", "17.07, 2011 @ 13:40", "@Daniel: Sehe ich anders."),
+    ]
+    assert all(r.section == "comment" for r in records if r.kind == "comment")
+    article = [r.text for r in records if r.section == "article" and r.kind == "paragraph"]
+    assert article == ["Der Artikel sagt, Profile seien Telemedien."]
+    assert not any("Comment by" in r.text or "Kommentar von" in r.text for r in records)

@@ -24,9 +24,28 @@ from chatbot.question import KINDS, Mentions, QuestionInfo, _word_in, aspects, c
 from chatbot.retrieve import Chunk, Hit, Retriever, Sentence
 from chatbot.settings import Settings
 
+_SHORT_SENTENCE = 40  # characters: a sentence this short leans on its neighbour
+
+
+def _stands_alone(chunk: Chunk) -> bool:
+    """A headline, heading, byline or list: its opening sentence says all it means."""
+    return chunk.meta.get("kind") in ("headline", "heading", "byline", "list")
+
+
+def _list_position(chunk: Chunk, pos: int, position: int, r: Retriever) -> bool:
+    """Whether sentence `pos` of a list passage is its item at the asked position (1-based; -1:
+    the last), the items being the sentences that start with a bullet."""
+    if not position or chunk.meta.get("kind") != "list":
+        return False
+    items = [k for k, i in enumerate(chunk.sentences) if r.sentences[i].text.lstrip().startswith(("-", "*", "•"))]
+    if not items or position > len(items):
+        return False
+    return pos == (items[position - 1] if position > 0 else items[-1])
+
+
 _ANAPHORA = re.compile(
     r"^\W*(ce|cet|cette|cela|ces|ceci|il|elle|ils|elles|leur|leurs|malgré cela|this|that|these|those|it|they|their|"
-    r"however|dies|diese|dieser|dieses|das|er|sie|es|ihr|ihre)\b",
+    r"however|so|dies|diese|dieser|dieses|das|er|sie|es|ihr|ihre)\b",
     re.I,
 )
 TYPED = ("amount", "percent", "count", "date")
@@ -240,6 +259,9 @@ class Extractor:
         asked_year = [int(y) for y in spans.YEAR.findall(info.text)]
         qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
         about_q = 1.0 if F.ABOUT_ARTICLE.search(info.text) else 0.0
+        author_q = 1.0 if F.ASKS_AUTHOR.search(info.text) else 0.0
+        compare_q = 1.0 if F.COMPARISON.search(info.text) else 0.0
+        rank_q = 1.0 if F.RANKING.search(info.text) else 0.0
         readers_q = 1.0 if self.r.asks_about_readers(info.text) else 0.0
         related_q = 1.0 if self.r.asks_about_related(info.text) else 0.0
         e5_all = self.r.sentence_matrix @ qvec if len(self.r.sentences) else np.zeros(0)
@@ -256,14 +278,24 @@ class Extractor:
         prev = fold(previous)
         dense_max = max((h.dense for h in hits), default=0.0)
         use_max = float(use_all.max()) if len(use_all) else 0.0
-        top = hits[: self.s.answer_candidates]
+        ranks = self._candidate_ranks(hits, e5_all, use_all)
+        position = F.ordinal(info.text)
+        placed = self._at_position(hits, position, readers_q, related_q)
+        for chunk in placed:
+            k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
+            if k < 0:  # retrieval did not find it: "the second comment" shares no word with it
+                hits, k = [*hits, Hit(chunk, 0.0, 0.0, 0.0, 0.0)], len(hits)
+            if k not in ranks:
+                ranks.append(k)
+        placed_ids = {c.id for c in placed}
         lead_hit, paragraphs = self._lead_hit(hits)
-        if lead_hit is not None and all(h.chunk.id != lead_hit.chunk.id for h in top):
-            top = [*top, lead_hit]
+        if lead_hit is not None and all(hits[k].chunk.id != lead_hit.chunk.id for k in ranks):
+            ranks.append(next(k for k, h in enumerate(hits) if h.chunk.id == lead_hit.chunk.id))
+        top = [hits[k] for k in ranks]
         best_fused = max((h.score for h in top), default=1.0) or 1.0
         best_bm25 = max((h.bm25 for h in top), default=0.0) or 1.0
         choices: list[Choice] = []
-        for rank, hit in enumerate(top):
+        for rank, hit in zip(ranks, top, strict=True):
             chunk = hit.chunk
             context = " ".join(str(chunk.meta.get(k, "")) for k in ("author", "speaker", "heading"))
             idx = chunk.sentences
@@ -271,8 +303,11 @@ class Extractor:
             for pos, i in enumerate(idx):
                 sent = self.r.sentences[i]
                 quoted = [sent]
-                if pos > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < 40):
+                if pos > 0 and (_ANAPHORA.match(sent.text) or len(sent.text) < _SHORT_SENTENCE):
                     quoted.insert(0, self.r.sentences[idx[pos - 1]])
+                elif pos == 0 and len(sent.text) < _SHORT_SENTENCE and len(idx) > 1 and not _stands_alone(chunk):
+                    # a short opening ("36 hours.") is the figure the next sentence explains ("That is how long ...")
+                    quoted.append(self.r.sentences[idx[1]])
                 if (
                     info.kind == "quote"
                     and pos + 1 < len(idx)
@@ -300,6 +335,7 @@ class Extractor:
                 # paragraphs the opening is all there is, and says nothing about the kind of question
                 lead = opening if paragraphs >= _ARTICLE_PARAGRAPHS else 0.0
                 typed = 1.0 if info.kind in TYPED else 0.0
+                byline = 1.0 if F.BYLINE.search(sent.text) else 0.0
                 f = {
                     "e5": float(e5_all[i]),
                     "e5_gap": float(e5_all[i]) - e5_max,
@@ -338,7 +374,15 @@ class Extractor:
                     "why_ok": 1.0 if info.kind == "why" and F.CAUSAL.search(text) else 0.0,
                     "joined": 1.0 if len(quoted) > 1 else 0.0,
                     "length": F.log_length(text),
-                    "byline": 1.0 if F.BYLINE.search(sent.text) else 0.0,
+                    "byline": byline,
+                    "position_q": 1.0 if position else 0.0,
+                    "position_ok": 1.0 if chunk.id in placed_ids or _list_position(chunk, pos, position, self.r) else 0.0,
+                    "compare_q": compare_q,
+                    "compare_x_figures": compare_q * (1.0 if len(F.NUMBER.findall(text)) >= 2 else 0.0),
+                    "rank_q": rank_q,
+                    "rank_x_list": rank_q * (1.0 if chunk.meta.get("kind") == "list" or F.RANKING.search(text) else 0.0),
+                    "author_q": author_q,
+                    "byline_x_author": byline * author_q,
                     "heading": 1.0 if chunk.meta.get("kind") == "heading" else 0.0,
                     # a section heading labels what follows; a headline states the story's main fact
                     "headline": 1.0 if chunk.meta.get("kind") == "headline" else 0.0,
@@ -362,6 +406,43 @@ class Extractor:
         q = self._question_features(info, choices, hits, missing, required, about_q, followup, use_max)
         return Assessment(choices, q, missing)
 
+    def _candidate_ranks(self, hits: list[Hit], e5_all: np.ndarray, use_all: np.ndarray) -> list[int]:
+        """Which retrieved passages compete (their ranks in `hits`): the first `answer_candidates`,
+        then any passage holding one of the article's `answer_sentence_pool` best sentences by
+        either embedder. The sentence scores are computed anyway; the passage fusion ranks by
+        whole chunks and BM25, which buried some answering sentences at rank 7-12."""
+        ranks = list(range(min(len(hits), self.s.answer_candidates)))
+        pool = self.s.answer_sentence_pool
+        if pool <= 0 or len(hits) <= len(ranks):
+            return ranks
+        where = {h.chunk.id: k for k, h in enumerate(hits)}
+        for scores in (e5_all, use_all):
+            for i in np.argsort(-scores, kind="stable")[:pool] if len(scores) else []:
+                k = where.get(self.r.sentences[int(i)].parent)
+                if k is not None and k not in ranks:
+                    ranks.append(k)
+        return ranks
+
+    def _at_position(self, hits: list[Hit], position: int, readers_q: float, related_q: float) -> list[Chunk]:
+        """The passages at the asked position ("the second comment", "the last related article"):
+        comments counted by author and date in the order of the page, teasers in theirs, in the
+        document of the best hit."""
+        section = "comment" if readers_q else "related" if related_q else ""
+        if not position or not section or not hits:
+            return []
+        doc = hits[0].chunk.meta.get("doc_id")
+        units = sorted(
+            (c for c in self.r.chunks.values() if c.meta.get("section") == section and c.meta.get("doc_id") == doc),
+            key=lambda c: int(c.meta.get("start", 0)),
+        )
+        if section == "comment":
+            units = [c for c in units if c.meta.get("kind") == "comment"]
+        keys = list(dict.fromkeys((c.meta.get("author"), c.meta.get("date")) if section == "comment" else c.id for c in units))
+        if not keys or position > len(keys):
+            return []
+        key = keys[position - 1] if position > 0 else keys[-1]
+        return [c for c in units if ((c.meta.get("author"), c.meta.get("date")) if section == "comment" else c.id) == key]
+
     def _question_features(
         self,
         info: QuestionInfo,
@@ -378,6 +459,9 @@ class Extractor:
             "use_max": use_max,
             "missing": min(len(missing), 3) / 3,
             "missing_any": 1.0 if missing else 0.0,
+            # the share of the names the question turns on (not bare years) the scope never
+            # mentions: "How much did Zorblax Robotics raise in 2024?" misses all of them
+            "missing_share": min(1.0, len([m for m in missing if m in required]) / len(required)) if required else 0.0,
             "coverage": self.coverage(info),
             "coverage_x": self.coverage_translated(info),
             "n_required": min(len(required), 3) / 3,
@@ -432,6 +516,8 @@ class Extractor:
                 for v in self.mentions.variants(e)
                 for m in re.finditer(re.escape(v), fold(where))
             ]
+            if len(found) >= 2 and F.HOW_MUCH_MORE.search(info.text):
+                return None, [], True  # a difference asked: the quoted sentence names both sides, one figure would not
             span = spans.nearest(found, anchors, where)
             if span and where is not sentence:
                 span = None if sentence not in text else span

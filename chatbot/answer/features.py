@@ -28,6 +28,54 @@ ABOUT_ARTICLE = re.compile(
     r"(thema|inhalt) des (artikels|textes)|was steht (im|in dem) (artikel|text)|fasse? .* zusammen)\b",
     re.I,
 )
+# "who wrote this?": the byline answers it, and only it (a byline was a frequent wrong first pick
+# for other questions while its weight had to serve these)
+ASKS_AUTHOR = re.compile(
+    r"\b(who (wrote|is the author|authored|signed)|written by|author|auteur|autrice|auteure|qui (a|l'a) (écrit|signé|rédigé)|"
+    r"écrit par|signé par|r[ée]dig[ée] par|verfasser\w*|autor\w*|wer hat (das|den|diesen|dieses|die) \w+ geschrieben|"
+    r"wer (schreibt|schrieb)|geschrieben von)\b",
+    re.I,
+)
+# "how much more did X raise than Y?": the answer is a sentence holding both sides, and the
+# figure alone would hide one of them
+COMPARISON = re.compile(
+    r"\b(how (much|many) (more|less|fewer)|more than|less than|fewer than|compared (to|with)|versus|vs\.?|difference|"
+    r"than\b|bigger|larger|smaller|higher|lower|"
+    r"combien de (plus|moins)|plus que|moins que|par rapport (à|a|aux?)|comparé|différence|écart|"
+    r"wie ?viel (mehr|weniger)|mehr als|weniger als|im vergleich|verglichen|unterschied|als\b.*\?)",
+    re.I,
+)
+HOW_MUCH_MORE = re.compile(
+    r"\b(how (much|many) (more|less|fewer)|difference|combien de (plus|moins)|différence|écart|wie ?viel (mehr|weniger)|unterschied)\b",
+    re.I,
+)
+# "which was second?", "the third most active", "the lowest share": a position among several
+RANKING = re.compile(
+    r"\b(second|third|fourth|fifth|last|top \d|most|least|largest|biggest|highest|lowest|smallest|"
+    r"deuxième|second[e]?|troisième|quatrième|dernier|dernière|(?:le|la|les|l') ?(?:plus|moins)|"
+    r"zweit\w*|dritt\w*|viert\w*|letzt\w*|meiste\w*|größt\w*|grösst\w*|höchst\w*|niedrigst\w*|wenigst\w*|aktivst\w*)\b",
+    re.I,
+)
+_ORDINALS = (
+    (1, r"first|1st|premi[eè]re?|1er|1re|erste[nrms]?|zuerst"),
+    (2, r"second|2nd|deuxi[eè]me|seconde?|2e|zweite[nrms]?"),
+    (3, r"third|3rd|troisi[eè]me|3e|dritte[nrms]?"),
+    (4, r"fourth|4th|quatri[eè]me|4e|vierte[nrms]?"),
+    (5, r"fifth|5th|cinqui[eè]me|5e|f[uü]nfte[nrms]?"),
+    (-1, r"last|latest|final|derni[eè]re?|letzte[nrms]?"),
+)
+_ORDINAL = [(n, re.compile(rf"\b({words})\b", re.I)) for n, words in _ORDINALS]
+
+
+def ordinal(question: str) -> int:
+    """The position a question asks for: 1, 2, ... from the start, -1 for the last, 0 for none."""
+    for n, pattern in _ORDINAL:
+        if pattern.search(question):
+            return n
+    return 0
+
+
+NUMBER = re.compile(r"\d+(?:[.,\s\u00a0\u202f]\d+)*")
 QUOTE_MARK = re.compile(r"[«»“”„\"]")
 CAUSAL = re.compile(
     r"\b(raison|car|parce que|attribu\w*|en raison|grâce|because|due to|reason|driven|since|so that|weil|denn|grund|aufgrund|wegen|da|deshalb|daher)\b",
@@ -76,6 +124,14 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "joined",
     "length",
     "byline",
+    "position_q",
+    "position_ok",
+    "compare_q",
+    "compare_x_figures",
+    "rank_q",
+    "rank_x_list",
+    "author_q",
+    "byline_x_author",
     "heading",
     "headline",
     "e5_own",
@@ -108,6 +164,7 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "use_max",
     "missing",
     "missing_any",
+    "missing_share",
     "coverage",
     "coverage_x",
     "n_required",
@@ -233,6 +290,7 @@ def question_features(base: dict[str, float], ranked: list[tuple[float, dict[str
 ABSENCE_FEATURES: tuple[str, ...] = (
     "missing",
     "missing_any",
+    "missing_share",
     "coverage",
     "coverage_x",
     "n_required",
