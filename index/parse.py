@@ -230,9 +230,10 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             line = line.lstrip("# ").strip()  # a Markdown/HTML heading marker means nothing in the comment area
         if not line.lstrip("# ") or _COUNTER.match(line):
             continue  # also a heading marker with no heading ("#", "# " of an empty <h2>)
-        if section == "article" and (teaser_next or (m := _TEASER.match(line))):
-            title = line.lstrip(">»- ").strip() if teaser_next else (m.group("title") or "").lstrip(">»- ").strip()
-            teaser_next = not teaser_next and not title
+        teaser = _TEASER.match(line) if section == "article" and not teaser_next else None
+        if section == "article" and (teaser_next or teaser):
+            title = (teaser.group("title") or "" if teaser else line).lstrip(">»- ").strip()
+            teaser_next = teaser is not None and not title
             if title:
                 flush_list()
                 out.add(Record("related", "related", title, heading="related"))

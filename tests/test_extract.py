@@ -170,3 +170,22 @@ def test_the_comment_at_the_asked_position_is_a_candidate(tmp_path: Path, e5: ob
     assert placed("Qui a écrit le premier commentaire ?") == {"Mirko Lange"}
     assert placed("Wer hat den letzten Kommentar geschrieben?") == {"Sabine Engelhardt"}
     assert placed("Who wrote the fifth comment?") == set()  # there are three
+
+
+@pytest.mark.slow
+def test_topic_words_and_names_asked_through_money(bot: Any) -> None:
+    """The article's topic words the question uses are checked in each candidate ("KI-Startups":
+    the tech-wide 227-billion total, "incluant startups", lacks "IA"); a "who raised …" question
+    marks the candidates that give an amount."""
+
+    def features(question: str, needle: str) -> dict[str, float]:
+        p = bot.prepare(question)
+        a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
+        return next(c.features for c in a.choices if needle in " ".join(s.text for s in c.sentences))
+
+    q = "Wie viel Geld haben KI-Startups 2024 insgesamt eingesammelt?"
+    assert features(q, "227 milliards")["topic_frac"] < features(q, "les startups IA ont réussi")["topic_frac"] == 1.0
+    q = "Who got the largest funding round in 2024?"
+    assert features(q, "Databricks, qui a sécurisé")["who_amount"] == 1.0
+    assert features(q, "Databricks : Gère")["who_amount"] == 0.0
+    assert features("How much did Databricks raise?", "Databricks, qui a sécurisé")["who_amount"] == 0.0

@@ -280,6 +280,14 @@ class Extractor:
         use_max = float(use_all.max()) if len(use_all) else 0.0
         ranks = self._candidate_ranks(hits, e5_all, use_all)
         position = F.ordinal(info.text)
+        # the article's own topic words the question uses ("KI-Startups", "AI startups"): not required of
+        # every sentence (all are about AI), but the 227-billion total "incl. startups" lacks "IA"
+        topic_asked = [
+            t
+            for t in dict.fromkeys(fold(w) for w in re.findall(r"[^\W\d_]{2,}", info.text))
+            if t not in self.stopwords and any(v in self.r.topic_words for v in self.mentions.variants(t)[:4])
+        ]
+        who_money = info.kind == "who" and bool(F.FUNDING.search(info.text))
         placed = self._at_position(hits, position, readers_q, related_q)
         for chunk in placed:
             k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
@@ -377,6 +385,12 @@ class Extractor:
                     "byline": byline,
                     "position_q": 1.0 if position else 0.0,
                     "position_ok": 1.0 if chunk.id in placed_ids or _list_position(chunk, pos, position, self.r) else 0.0,
+                    "topic_frac": (
+                        sum(self.mentions.mentioned(t, text) for t in topic_asked) / len(topic_asked)
+                        if topic_asked
+                        else 1.0
+                    ),
+                    "who_amount": 1.0 if who_money and spans.find("amount", text) else 0.0,
                     "compare_q": compare_q,
                     "compare_x_figures": compare_q * (1.0 if len(F.NUMBER.findall(text)) >= 2 else 0.0),
                     "rank_q": rank_q,

@@ -75,6 +75,12 @@ def ordinal(question: str) -> int:
     return 0
 
 
+# "who raised the most?", "the largest funding round": a name asked through money, answered by a
+# sentence that gives the amount beside the name
+FUNDING = re.compile(
+    r"\b(rais\w*|fund\w*|invest\w*|lev[ée]\w*|lever|récolt\w*|sécuris\w*|financ\w*|eingesammelt|sammelt\w*|finanzier\w*|investi\w*)",
+    re.I,
+)
 NUMBER = re.compile(r"\d+(?:[.,\s\u00a0\u202f]\d+)*")
 QUOTE_MARK = re.compile(r"[«»“”„\"]")
 CAUSAL = re.compile(
@@ -126,6 +132,8 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "byline",
     "position_q",
     "position_ok",
+    "topic_frac",
+    "who_amount",
     "compare_q",
     "compare_x_figures",
     "rank_q",
