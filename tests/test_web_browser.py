@@ -108,12 +108,18 @@ def test_chat_follow_up_uses_the_history(new_page: Any, web_server: WebServer) -
     groups = p.page.locator("#chat .thought-group")
     passages = []
     for i in range(max(0, groups.count() - 3), groups.count()):  # the follow-up's sources, opened
-        content = groups.nth(i).locator(".content")
-        for _ in range(3):  # a "not sure" answer's quoted ones are open already (and may still be opening)
-            p.page.wait_for_timeout(300)
-            if content.is_visible():
+        content = groups.nth(i).locator(".content").first
+        # a "not sure" answer's quoted ones open by themselves (and may still be opening): click
+        # only a group that is collapsed (no content rendered, or content `inert`), and give a
+        # click time to take, so a second click never closes a group the first one is opening
+        for _ in range(20):
+            if content.count() and content.is_visible():
                 break
-            groups.nth(i).locator(".title").click()
+            if not content.count() or content.get_attribute("inert") is not None:
+                groups.nth(i).locator(".title").click()
+                p.page.wait_for_timeout(1000)
+            else:
+                p.page.wait_for_timeout(250)
         content.wait_for()
         passages.append(groups.nth(i).locator(".content").inner_text())
     shown = last_answer(p.page) + " " + " ".join(passages)
