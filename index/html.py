@@ -64,7 +64,7 @@ def extract_page(html: str, language: str = "", title: str = "") -> Page:
         text = html_to_text(html)
         return Page(text, title=title, body=_main_text(text, html, title))
     title = title or _get(doc, "title")
-    # the text as trafilatura gives it (not stripped): the answer models were fitted on exactly that
+    # trafilatura's text (not stripped), each paragraph on one line: the answer models are fitted on exactly that
     author, date = _get(doc, "author"), _get(doc, "date")
     body, comments = _unwrapped(doc, "body", "text"), _unwrapped(doc, "commentsbody", "comments")
     own = not comments and _own_comments(html)

@@ -15,6 +15,18 @@ from chatbot.answer.extract import Extractor
 from chatbot.settings import Settings
 
 
+def _bot_on(tmp_path: Path, e5: object, text: str) -> Any:
+    """A bot over one plain-text document written for the test (built with the shared e5)."""
+    from chatbot.core import Chatbot
+    from index.build import build
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(text, encoding="utf-8")
+    settings = Settings(corpus=(doc,), data_dir=tmp_path / "data", llm_enabled=False)
+    build(settings, embedder=e5)
+    return Chatbot(settings, embedder=e5)
+
+
 @pytest.mark.parametrize(
     ("question", "asks"),
     [
@@ -58,19 +70,13 @@ def test_passages_holding_the_best_sentences_compete_too() -> None:
 def test_a_short_opening_is_quoted_with_the_sentence_that_explains_it(tmp_path: Path, e5: object) -> None:
     """"36 Stunden. So lange dauert die schnellste Zugverbindung …": asked how long the trip
     takes, the figure is in the short opening and the words of the question in the next sentence."""
-    from chatbot.core import Chatbot
-    from index.build import build
-
-    doc = tmp_path / "zug.txt"
-    doc.write_text(
+    bot = _bot_on(
+        tmp_path,
+        e5,
         "Im Nachtzug durch Europa\n\n36 Stunden. So lange dauert die schnellste Zugverbindung von Madrid nach Stockholm.\n"
         "Die Fahrt beginnt um 7:20 Uhr. Unterwegs muss man fünf Mal umsteigen, teils mit langen Pausen.\n"
         "Viele Reisende wünschen sich wieder mehr Nachtzüge zwischen den großen Städten.\n",
-        encoding="utf-8",
     )
-    settings = Settings(corpus=(doc,), data_dir=tmp_path / "data", llm_enabled=False)
-    build(settings, embedder=e5)
-    bot = Chatbot(settings, embedder=e5)
     p = bot.prepare("Wie lange dauert die schnellste Zugverbindung von Madrid nach Stockholm?")
     a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
     texts = [" ".join(s.text for s in c.sentences) for c in a.choices]
@@ -104,20 +110,14 @@ def test_comparison_and_ranking_questions(question: str, compare: bool, rank: bo
 def test_a_difference_is_answered_with_both_figures(tmp_path: Path, e5: object) -> None:
     """"How much more did X raise than Y?": the answer quotes the sentence that holds both sides;
     the nearest single figure would state one side as the difference."""
-    from chatbot.core import Chatbot
-    from index.build import build
-
-    doc = tmp_path / "levees.txt"
-    doc.write_text(
+    bot = _bot_on(
+        tmp_path,
+        e5,
         "Les levées de fonds de l'IA en 2024\n\n"
         "Databricks a levé 10 milliards de dollars, contre 6,6 milliards de dollars pour OpenAI.\n"
         "Mistral AI a de son côté levé 600 millions d'euros auprès de fonds européens.\n"
         "Le secteur a attiré au total 110 milliards de dollars, un record.\n",
-        encoding="utf-8",
     )
-    settings = Settings(corpus=(doc,), data_dir=tmp_path / "data", llm_enabled=False)
-    build(settings, embedder=e5)
-    bot = Chatbot(settings, embedder=e5)
     for question in ("How much more did Databricks raise than OpenAI?", "Wie viel mehr als OpenAI hat Databricks eingesammelt?"):
         answer = bot.answer(question)
         assert answer.status != "not_found", answer.answer
@@ -146,20 +146,14 @@ def test_asked_positions(question: str, n: int) -> None:
 def test_the_comment_at_the_asked_position_is_a_candidate(tmp_path: Path, e5: object) -> None:
     """"Who wrote the second comment?" shares no word with that comment: it competes anyway,
     marked as the one at the asked position (comments counted by author and date, in page order)."""
-    from chatbot.core import Chatbot
-    from index.build import build
-
-    doc = tmp_path / "blog.txt"
-    doc.write_text(
+    bot = _bot_on(
+        tmp_path,
+        e5,
         "Pseudonyme bei Google+\n2011-07-17\n\nGoogle+ sperrt Profile ohne echten Namen. Das ist rechtlich fraglich.\n\n"
         "Also im Klartext: das gilt für alle Nutzer.\nComment by Mirko Lange — 17.07, 2011 @ 13:04\n"
         "Wenn das in den AGB steht, gilt es eben.\nDas Gesetz steht aber über den AGB.\nComment by Daniel — 17.07, 2011 @ 13:10\n"
         "Ich sehe das ganz anders als Daniel.\nComment by Sabine Engelhardt — 17.07, 2011 @ 13:40\n",
-        encoding="utf-8",
     )
-    settings = Settings(corpus=(doc,), data_dir=tmp_path / "data", llm_enabled=False)
-    build(settings, embedder=e5)
-    bot = Chatbot(settings, embedder=e5)
 
     def placed(question: str) -> set[str]:
         p = bot.prepare(question)

@@ -451,11 +451,15 @@ class Extractor:
         )
         if section == "comment":
             units = [c for c in units if c.meta.get("kind") == "comment"]
-        keys = list(dict.fromkeys((c.meta.get("author"), c.meta.get("date")) if section == "comment" else c.id for c in units))
+
+        def unit(c: Chunk) -> object:  # one comment may span several passages; a teaser is one
+            return (c.meta.get("author"), c.meta.get("date")) if section == "comment" else c.id
+
+        keys = list(dict.fromkeys(unit(c) for c in units))
         if not keys or position > len(keys):
             return []
         key = keys[position - 1] if position > 0 else keys[-1]
-        return [c for c in units if ((c.meta.get("author"), c.meta.get("date")) if section == "comment" else c.id) == key]
+        return [c for c in units if unit(c) == key]
 
     def _question_features(
         self,
