@@ -329,6 +329,7 @@ def _eval_bank(args: argparse.Namespace) -> int:
     """Leave-one-article-out over the question bank; with --heldout, the untouched articles too."""
     import json as _json
 
+    from chatbot import rankers
     from chatbot import train as T
     from chatbot.answer.models import AnswerModels
 
@@ -339,15 +340,28 @@ def _eval_bank(args: argparse.Namespace) -> int:
     heldout = T.heldout_ids()
     rep = T.report(T.leave_one_article_out([r for r in records if r.article not in heldout], settings))
     out: dict[str, Any] = {"leave_one_article_out": rep}
+    held = [r for r in records if r.article in heldout]
     if args.heldout:
-        held = [r for r in records if r.article in heldout]
         out["heldout"] = T.report(T.score(AnswerModels.load(settings.models_path), held, settings))
+    # the shipped linear ranker beside the trees it was chosen over, on the same folds
+    work = [r for r in records if r.article not in heldout]
+    out["rankers"] = rankers.compare(
+        [r for r in work if r.source == "bank"],
+        [r for r in work if r.source != "bank" and r.source not in T.ABSENCE_ONLY],
+        held if args.heldout else [],
+        {"linear": T.fit_sentence, "lightgbm_lambdarank": rankers.fit_lambdarank},
+    )
+    out["ranker_shipped"] = "linear"
     if args.json:
         print(_json.dumps(out, indent=1, ensure_ascii=False))
     else:
         T.print_report("leave-one-article-out (models fitted without the article scored)", rep)
         if "heldout" in out:
             T.print_report("held-out articles (questions written first, shipped models)", out["heldout"])
+        print("sentence rankers (first pick / first two / some candidate right)")
+        for name, figs in out["rankers"].items():
+            for part, f in figs.items():
+                print(f"  {name:<20} {part:<22} n={f['n']:<4} {f['first_pick_right']:.3f} / {f['top2_right']:.3f} / {f['candidate_present']:.3f}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import re
 import sys
 import zlib
@@ -302,8 +303,19 @@ class Retriever:
         found: dict[str, float] = {}
         bundle = QueryBundle(query, embedding=qvec.tolist())
         for retriever in self._dense:
-            found.update({n.node.node_id: float(n.score or 0.0) for n in retriever.retrieve(bundle)})
+            # llama-index reports Chroma's cosine distance d as exp(-d): back to the cosine 1 - d, the
+            # scale of the in-memory path and of `chunk_cosine` (the models see one scale)
+            found.update({n.node.node_id: 1.0 + math.log(max(float(n.score or 0.0), 1e-12)) for n in retriever.retrieve(bundle)})
         return dict(sorted(found.items(), key=lambda kv: -kv[1])[: self.settings.dense_top_k])
+
+    def chunk_cosine(self, chunk_id: str, qvec: np.ndarray) -> float:
+        """The cosine of one chunk of the index with the query, from the loaded vectors: for chunks
+        that compete without being among the dense top (a sentence's best match, an asked position)."""
+        v = self._chunk_vectors.get(chunk_id)
+        if v is None:
+            return 0.0
+        v = np.asarray(v, dtype="float32")
+        return float(v @ qvec / max(float(np.linalg.norm(v) * np.linalg.norm(qvec)), 1e-12))
 
     def _bm25_retriever(self) -> Any:
         import logging
@@ -374,7 +386,8 @@ class Retriever:
                 score *= s.comment_weight
             if named and chunk.meta.get("author") in named:
                 score *= s.named_author_boost  # the question names who wrote it: that is the passage
-            hits.append(Hit(chunk, score, dense.get(cid, 0.0), best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
+            cosine = dense[cid] if cid in dense else self.chunk_cosine(cid, qvec)
+            hits.append(Hit(chunk, score, cosine, best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
         hits.sort(key=lambda h: -h.score)
         return self.rerank(query, hits)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _NUM = r"\d{1,3}(?:[  .,]\d{3})*(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _QUAL = r"(?:(?:plus de|près de|environ|more than|over|about|around|nearly|über|mehr als|fast|rund|seulement|only|nur)\s+)?"
@@ -54,6 +55,12 @@ class Span:
 def find(kind: str, text: str) -> list[Span]:
     """Spans of a kind ("amount", "percent", "count", "date", "who") in text, in order. A
     document's own "[3]" is plain text here: no span is found in or across a marker."""
+    return list(_find(kind, text))
+
+
+@lru_cache(maxsize=8192)
+def _find(kind: str, text: str) -> tuple[Span, ...]:
+    # cached: each candidate's sentence and passage are searched for several kinds per answer
     text = without_markers(text)
     if kind == "amount":
         found = [
@@ -71,8 +78,8 @@ def find(kind: str, text: str) -> list[Span]:
     elif kind == "who":
         found = [m for m in NAME.finditer(text) if m.start() > 0 or len(m.group(0).split()) > 1]
     else:
-        return []
-    return [Span(m.start(), m.end(), m.group(0).strip(" ,."), kind) for m in found]
+        return ()
+    return tuple(Span(m.start(), m.end(), m.group(0).strip(" ,."), kind) for m in found)
 
 
 _CLAUSE = re.compile(r",(?!\d)|;|\s(?:et|and|und|contre|versus|vs\.?|while|whereas|alors que|tandis que|während)\s", re.I)

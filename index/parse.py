@@ -19,6 +19,12 @@ _CREDIT = re.compile(r"^(?:Crédits? (?:d['’])?image|Image credits?|Bildnachwe
 _COUNTER = re.compile(r"^\d+\s*/\s*\d+$")
 _VOTES = re.compile(r"^\d{1,4}$")
 _COMMENT_COUNT = re.compile(r"^(?:commentaires?|comments?|kommentare?)\s*\((\d+)\)$", re.I)
+# the comment area's header without a count (zeit.de: "Kommentare", then "Name", "#1 — vor 8 Stunden")
+_COMMENTS_HEADER = re.compile(r"^(?:kommentare|leserkommentare|comments|reader comments|commentaires|réactions)$", re.I)
+# a comment's number and relative time, where a date would be ("#2.1 — vor 8 Stunden", "il y a 3 heures")
+_COMMENT_META = re.compile(
+    r"^#?\d+(?:\.\d+)*\s*[—–-]\s*\S.{0,40}$|^(?:vor|il y a)\s+\d+\s+\w+$|^\d+\s+(?:minutes?|hours?|days?|weeks?)\s+ago$", re.I
+)
 _RELATED = re.compile(r"^(?:articles? connexes?|related articles?|related|ähnliche artikel|verwandte artikel)$", re.I)
 # an inline teaser inside the body ("LIRE AUSSI SUR REGARDS.FR" then ">> Title", or "Read more: Title"):
 # another article's headline, which must not pass for this article's claim
@@ -33,6 +39,8 @@ _SIGNATURE = re.compile(
     re.I,
 )
 _AUTHOR = re.compile(r"^[A-Z][\w.\-]{2,40}$")
+# before a comment's number ("#2 — vor 8 Stunden") any short name is its author ("besserStill", "Robert Geiss")
+_HANDLE = re.compile(r"^[^\s.!?]\S{0,39}(?: \S{1,40}){0,2}$")
 _MONTHS = (
     "janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre|"
     "january|february|march|april|may|june|july|august|september|october|november|december|"
@@ -54,7 +62,7 @@ _BYLINE = re.compile(
     r"^(?:by|par|von|de)\s+[A-ZÀ-Ü][\w.'’-]*(?:\s+[\w.'’-]+){0,5}\s*(?:[|,–—-].{0,60})?$|"
     r"^[^.!?]{0,60}\|\s*(?:\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}\.? \w+ \d{4}).{0,40}$|"
     r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}.*)?$|^\d{1,2}[./]\d{1,2}[./]\d{2,4}(?:,? (?:à )?\d{1,2}[:h]\d{2}.*)?$|"
-    r"^(?:publié|mis à jour|updated|published|veröffentlicht|aktualisiert|stand)\b.{0,60}$",
+    r"^(?:(?:article|artikel|story|post|billet) )?(?:publié|mis à jour|updated|published|veröffentlicht|aktualisiert|stand)\b.{0,60}$",
     re.I,
 )
 
@@ -100,9 +108,14 @@ def _clean_line(line: str) -> str:
     return re.sub(r"[ \t]+", " ", line).strip()
 
 
+_QUESTION_HEADING_WORDS = 4
+
+
 def _is_heading(line: str, nxt: str | None) -> bool:
     if line.startswith("#"):
         return True
+    if line.endswith("?") and len(line.split()) <= _QUESTION_HEADING_WORDS and not _BULLET.match(line):
+        return True  # "Artikel gelesen?", "Warum jetzt?": a page's prompt or a subhead, not a statement
     if len(line) > 90 or nxt is None or not nxt:
         return False
     if line[-1] in ".!?:;,\"”)…" or _BULLET.match(line):
@@ -257,6 +270,11 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             flush_list()
             section = "related"
             continue
+        if section == "article" and _COMMENTS_HEADER.match(line) and nxt is not None and _AUTHOR.match(nxt):
+            flush_list()
+            flush_related()
+            section = "comment"
+            continue
 
         if section == "article" and (sig := _SIGNATURE.match(line)):
             flush_list()
@@ -275,16 +293,23 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             continue
 
         if section == "comment":
-            if _AUTHOR.match(line) and nxt is not None and _DATE.match(nxt):
+            if nxt is not None and (
+                (_AUTHOR.match(line) and _DATE.match(nxt)) or (_COMMENT_META.match(nxt) and _HANDLE.match(line))
+            ):
                 comment = {"author": line}
                 continue
-            if _DATE.match(line) and comment.get("author") and "date" not in comment:
+            if (_DATE.match(line) or _COMMENT_META.match(line)) and comment.get("author") and "date" not in comment:
                 comment["date"] = line
                 continue
             if comment.get("author"):
                 lang = _detect(line) if detect_language else ""
                 out.add(Record("comment", "comment", line, author=comment["author"], date=comment.get("date", ""), language=lang))
                 comment = {}
+                continue
+            last = out.records[-1] if out.records else None
+            if last is not None and last.kind == "comment" and i > 0 and lines[i - 1]:
+                # the comment's next line, with no blank line between: the same reader's text
+                out.add(Record("comment", "comment", line, author=last.author, date=last.date, language=last.language))
                 continue
             # an unattributed line after the comments (a second copy with a new comment, a footer)
             out.add(Record("paragraph", "comment", line))

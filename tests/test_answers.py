@@ -45,6 +45,8 @@ def test_the_span_that_goes_with_the_entity() -> None:
         ("Which funds followed Antler?", "en", "list"),
         ("Wer ist der Gründer von Dealroom?", "de", "who"),
         ("Pourquoi faut-il autant d'argent ?", "fr", "why"),
+        ("Wie alt ist Alexandre Benalla?", "de", "count"),  # an age is a number of years
+        ("Quel âge a Claas Relotius ?", "fr", "count"),
     ],
 )
 def test_answer_kinds(question: str, lang: str, kind: str) -> None:
@@ -63,12 +65,19 @@ def test_answer_kinds(question: str, lang: str, kind: str) -> None:
         ("In the related articles, what are the big AI labs warning about?", False),
         ("What is the capital of France?", False),
         ("Wie viel Kapital hat OpenAI eingesammelt?", False),
+        ("Pouvez-vous me résumer les points principaux de cet article sur le langage inclusif en allemand ?", True),
+        # long, and about a commuter, not the article: "sum up" is his
+        (
+            "The Belgian journalist who lives in Barcelona complains that he now has to change trains several "
+            "times to get to Switzerland and Italy - how does he sum up those trips?",
+            False,
+        ),
     ],
 )
 def test_questions_about_the_whole_article(question: str, whole: bool) -> None:
-    from chatbot.answer.features import ABOUT_ARTICLE
+    from chatbot.answer.features import asks_about_article
 
-    assert bool(ABOUT_ARTICLE.search(question)) is whole
+    assert asks_about_article(question) is whole
 
 
 def test_followups_are_resolved() -> None:
@@ -218,3 +227,13 @@ def test_quotes_from_an_added_document_name_it(tmp_path: Path, e5: object) -> No
     orion = next(c for c in a.choices if "Orion" in c.hit.chunk.text)
     text = bot.extractor._compose(p.info, orion, p.hits, p.language).text
     assert "From “Orion fund notes”" in text and "From the article" not in text
+
+
+def test_an_age_is_said_as_years() -> None:
+    """"How old is X?" asks a count, but only a number said as an age answers it."""
+    from chatbot.question import aspects, has_aspect
+
+    assert aspects("Wie alt ist Alexandre Benalla?", "count") == ["age"]
+    assert has_aspect("age", "Le jeune homme de 26 ans dispose aussi d'une voiture")
+    assert has_aspect("age", "Der 33-Jährige schrieb für den SPIEGEL")
+    assert not has_aspect("age", "Er schrieb 2016 drei Texte für die Zeitung")

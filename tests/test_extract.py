@@ -83,6 +83,13 @@ def test_a_short_opening_is_quoted_with_the_sentence_that_explains_it(tmp_path: 
     assert any(t.startswith("36 Stunden. So lange dauert") for t in texts)
     answer = bot.answer("Wie lange dauert die schnellste Zugverbindung von Madrid nach Stockholm?")
     assert "36 Stunden" in answer.answer, answer.answer
+    # asked what the article is about, the lead is quoted with what follows, never a sentence twice
+    p = bot.prepare("Worum geht es in dem Artikel?")
+    a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
+    leads = [c for c in a.choices if c.features["lead_x_about"]]
+    assert any([s.text for s in c.sentences][:1] == ["36 Stunden."] and len(c.sentences) == 2 for c in leads)
+    for c in a.choices:
+        assert len({s.text for s in c.sentences}) == len(c.sentences), [s.text for s in c.sentences]
 
 
 @pytest.mark.parametrize(
@@ -136,6 +143,8 @@ def test_a_difference_is_answered_with_both_figures(tmp_path: Path, e5: object) 
         ("Welcher Kommentar kam als letzter?", -1),
         ("What is the last related article?", -1),
         ("How much did Databricks raise?", 0),
+        # a follow-up resolved as the previous question and its own words: the last one named counts
+        ("Wer hat den ersten Kommentar geschrieben? Und wer kam als Zweiter?", 2),
     ],
 )
 def test_asked_positions(question: str, n: int) -> None:

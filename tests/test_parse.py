@@ -148,3 +148,43 @@ def test_comments_signed_after_their_text() -> None:
     article = [r.text for r in records if r.section == "article" and r.kind == "paragraph"]
     assert article == ["Der Artikel sagt, Profile seien Telemedien."]
     assert not any("Comment by" in r.text or "Kommentar von" in r.text for r in records)
+
+
+def test_update_notices_and_short_question_lines_are_not_paragraphs() -> None:
+    """"Article mis à jour le …" is a dateline, and "Artikel gelesen?" a page's prompt: as
+    paragraphs, the first became the article's lead and the second the answer to "Worum geht es?"."""
+    text = (
+        "Titre\n\nArticle mis à jour le 7 janvier 2020.\n"
+        "S'il fallait ne retenir qu'une promesse du candidat, ce serait la moralisation de la vie publique.\n"
+        "Artikel gelesen?\n\nEin weiterer Absatz mit Inhalt, der etwas sagt.\n"
+    )
+    kinds = {r.text: r.kind for r in parse_text(text).records}
+    assert kinds["Article mis à jour le 7 janvier 2020."] == "byline"
+    assert kinds["Artikel gelesen?"] == "heading"
+    paragraphs = [r.text for r in parse_text(text).records if r.kind == "paragraph"]
+    assert paragraphs[0].startswith("S'il fallait")  # the lead
+    # a question that is a sentence of its own stays one
+    long_q = "Wie kann es sein, dass die Bahn zwischen Madrid und Stockholm 36 Stunden braucht?"
+    assert {r.text: r.kind for r in parse_text(f"T\n\n{long_q}\nMehr Text folgt hier.\n").records}[long_q] == "paragraph"
+
+
+def test_numbered_comments_under_a_bare_header_are_readers_not_the_article() -> None:
+    """zeit.de's layout: "Kommentare", then each reader's name, "#2.1 — vor 8 Stunden" and the
+    text, sometimes over two lines. Parsed as paragraphs, readers' claims passed for the article's."""
+    text = (
+        "Titel des Artikels\n\nDer Artikel sagt etwas über Züge in Europa.\n\nKommentare\n"
+        "ThomasMelber\n#1 — vor 8 Stunden\nDie Bahn ist zu teuer.\n"
+        "Robert Geiss\n#1.1 — vor 7 Stunden\nIch weiß nicht, ob das stimmt.\nDie Privatisierung war ein Fehler.\n"
+        "besserStill\n#2 — vor 6 Stunden\nArtikel gelesen?\n"
+    )
+    records = parse_text(text).records
+    comments = [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
+    assert comments == [
+        ("ThomasMelber", "1 — vor 8 Stunden", "Die Bahn ist zu teuer."),
+        ("Robert Geiss", "1.1 — vor 7 Stunden", "Ich weiß nicht, ob das stimmt."),
+        ("Robert Geiss", "1.1 — vor 7 Stunden", "Die Privatisierung war ein Fehler."),
+        ("besserStill", "2 — vor 6 Stunden", "Artikel gelesen?"),
+    ]
+    assert [r.text for r in records if r.section == "article" and r.kind == "paragraph"] == [
+        "Der Artikel sagt etwas über Züge in Europa."
+    ]

@@ -206,3 +206,51 @@ def test_compare_models_names_what_differs() -> None:
     assert compare_models(a, {"x": {"coef": [1.0, 2.0005], "names": ["p", "q"]}, "n": 3}) == []  # within 1e-3
     b = {"x": {"coef": [1.0, 2.1], "names": ["p", "r"]}, "n": 3, "extra": {}}
     assert compare_models(a, b) == [".extra: None (shipped {})", ".x.coef[1]: 2.0 (shipped 2.1)", ".x.names[1]: q (shipped r)"]
+
+
+# ---- the rankers `eval` compares (chatbot/rankers.py) ----------------------------------------
+
+
+def _xor_records(n: int, seed: int) -> list:
+    """Questions whose right candidate is the one where exactly one of two signals is on: an
+    interaction no weighted sum of the two can express."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    a, b = F.SENTENCE_FEATURES[:2]
+    out = []
+    for i in range(n):
+        cands = [{a: float(x), b: float(y)} for x, y in ((0, 0), (1, 1), (1, 0) if i % 2 else (0, 1))]
+        cands += [{a: 1.0, b: 1.0}, {a: 1.0, b: 1.0}]  # more both-on distractors
+        order = rng.permutation(len(cands))
+        cands = [cands[k] for k in order]
+        ok = [(c[a] + c[b]) == 1.0 for c in cands]
+        out.append(SimpleNamespace(article=f"a{i % 3}", language="en", answerable=True, cands=cands, ok=ok, source="bank"))
+    return out
+
+
+def test_lambdarank_learns_an_interaction_the_linear_ranker_cannot() -> None:
+    from chatbot import rankers
+    from chatbot.train import fit_sentence
+
+    figs = rankers.compare(
+        _xor_records(300, 0), [], _xor_records(60, 1), {"linear": fit_sentence, "lambdarank": rankers.fit_lambdarank}
+    )
+    assert figs["lambdarank"]["heldout"]["first_pick_right"] == 1.0
+    assert figs["linear"]["heldout"]["first_pick_right"] < 0.75
+    assert figs["lambdarank"]["leave_one_article_out"]["n"] == 300
+
+
+def test_rankers_are_compared_on_the_same_questions(mini_records: list) -> None:
+    from chatbot import rankers
+    from chatbot.train import ABSENCE_ONLY, fit_sentence
+
+    bank_records = [r for r in mini_records if r.source == "bank"]
+    extra = [r for r in mini_records if r.source != "bank" and r.source not in ABSENCE_ONLY]
+    figs = rankers.compare(bank_records, extra, [], {"linear": fit_sentence, "lambdarank": rankers.fit_lambdarank})
+    lin, trees = figs["linear"]["leave_one_article_out"], figs["lambdarank"]["leave_one_article_out"]
+    assert lin["n"] == trees["n"] == sum(r.answerable for r in bank_records)
+    assert lin["candidate_present"] == trees["candidate_present"]  # same candidates, ranked differently
+    for f in (lin, trees):
+        assert 0 <= f["first_pick_right"] <= f["top2_right"] <= f["candidate_present"] <= 1
+        assert set(f["by_language"]) == {"fr", "en", "de"}

@@ -258,7 +258,7 @@ class Extractor:
         asked_time = _TIME.findall(info.text)
         asked_year = [int(y) for y in spans.YEAR.findall(info.text)]
         qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
-        about_q = 1.0 if F.ABOUT_ARTICLE.search(info.text) else 0.0
+        about_q = 1.0 if F.asks_about_article(info.text) else 0.0
         author_q = 1.0 if F.ASKS_AUTHOR.search(info.text) else 0.0
         compare_q = 1.0 if F.COMPARISON.search(info.text) else 0.0
         rank_q = 1.0 if F.RANKING.search(info.text) else 0.0
@@ -292,11 +292,11 @@ class Extractor:
         for chunk in placed:
             k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
             if k < 0:  # retrieval did not find it: "the second comment" shares no word with it
-                hits, k = [*hits, Hit(chunk, 0.0, 0.0, 0.0, 0.0)], len(hits)
+                hits, k = [*hits, Hit(chunk, 0.0, self.r.chunk_cosine(chunk.id, qvec), 0.0, 0.0)], len(hits)
             if k not in ranks:
                 ranks.append(k)
         placed_ids = {c.id for c in placed}
-        lead_hit, paragraphs = self._lead_hit(hits)
+        lead_hit, paragraphs = self._lead_hit(hits, qvec)
         if lead_hit is not None and all(hits[k].chunk.id != lead_hit.chunk.id for k in ranks):
             ranks.append(next(k for k, h in enumerate(hits) if h.chunk.id == lead_hit.chunk.id))
         top = [hits[k] for k in ranks]
@@ -323,8 +323,10 @@ class Extractor:
                     and F.QUOTE_MARK.search(self.r.sentences[idx[pos + 1]].text)
                 ):
                     quoted.append(self.r.sentences[idx[pos + 1]])  # a quotation often runs over two sentences
-                if is_lead and about_q and pos == 0 and len(idx) > 1:
-                    quoted.append(self.r.sentences[idx[1]])
+                if is_lead and about_q and pos == 0:
+                    # the lead's next sentence, unless the short opening already took it
+                    more = [self.r.sentences[j] for j in idx[1:] if all(self.r.sentences[j] is not q for q in quoted)]
+                    quoted += more[:1]
                 text = " ".join(q.text for q in quoted)
                 if info.kind == "list" and chunk.meta.get("kind") == "list":
                     text = chunk.text
@@ -491,7 +493,7 @@ class Extractor:
             base[f"kind_{k}"] = 1.0 if info.kind == k else 0.0
         return F.question_features(base, [(c.score, c.features) for c in choices])
 
-    def _lead_hit(self, hits: list[Hit]) -> tuple[Hit | None, int]:
+    def _lead_hit(self, hits: list[Hit], qvec: np.ndarray) -> tuple[Hit | None, int]:
         """The first paragraph of the best passage's document (what "what is this about?" wants),
         and how many paragraphs that document has."""
         if not hits:
@@ -511,7 +513,7 @@ class Extractor:
         for h in hits:
             if h.chunk.id == chunk.id:
                 return h, len(firsts)
-        return Hit(chunk, 0.0, 0.0, 0.0, 0.0), len(firsts)
+        return Hit(chunk, 0.0, self.r.chunk_cosine(chunk.id, qvec), 0.0, 0.0), len(firsts)
 
     def _answer_part(
         self, info: QuestionInfo, sentence: str, text: str, chunk: Chunk

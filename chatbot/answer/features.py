@@ -28,6 +28,18 @@ ABOUT_ARTICLE = re.compile(
     r"(thema|inhalt) des (artikels|textes)|was steht (im|in dem) (artikel|text)|fasse? .* zusammen)\b",
     re.I,
 )
+_ARTICLE_WORD = re.compile(r"\b(article|story|piece|text|texte|papier|artikel\w*|beitrag\w*|text\w*)\b", re.I)
+ABOUT_MAX_WORDS = 16  # "Pouvez-vous me résumer les points principaux de cet article sur …" has 16
+
+
+def asks_about_article(question: str) -> bool:
+    """A question about the whole article. A long one must name the article: "how does he sum up
+    those trips?", 31 words about a commuter, is no request for a summary."""
+    if not ABOUT_ARTICLE.search(question):
+        return False
+    return len(question.split()) <= ABOUT_MAX_WORDS or bool(_ARTICLE_WORD.search(question))
+
+
 # "who wrote this?": the byline answers it, and only it (a byline was a frequent wrong first pick
 # for other questions while its weight had to serve these)
 ASKS_AUTHOR = re.compile(
@@ -68,11 +80,11 @@ _ORDINAL = [(n, re.compile(rf"\b({words})\b", re.I)) for n, words in _ORDINALS]
 
 
 def ordinal(question: str) -> int:
-    """The position a question asks for: 1, 2, ... from the start, -1 for the last, 0 for none."""
-    for n, pattern in _ORDINAL:
-        if pattern.search(question):
-            return n
-    return 0
+    """The position a question asks for: 1, 2, ... from the start, -1 for the last, 0 for none.
+    The last one named counts: a follow-up is resolved as the previous question and then its own
+    words ("Who wrote the first comment? And who came second?")."""
+    found = [(m.start(), n) for n, pattern in _ORDINAL for m in pattern.finditer(question)]
+    return max(found)[1] if found else 0
 
 
 # "who raised the most?", "the largest funding round": a name asked through money, answered by a
