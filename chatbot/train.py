@@ -222,18 +222,49 @@ def _sklearn() -> None:
         ) from exc
 
 
-def fit_logistic(rows: list[dict[str, float]], labels: list[bool], names: tuple[str, ...], c: float = 0.5) -> Logistic:
-    from sklearn.linear_model import LogisticRegression
+def fit_logistic(
+    rows: list[dict[str, float]], labels: list[bool], names: tuple[str, ...], c: float = 0.5, signs: dict[str, int] | None = None
+) -> Logistic:
+    """A class-balanced L2 logistic regression on standardised features. With `signs`, the named
+    features' weights are held to a sign (+1: only raise the logit, -1: only lower it), fitted by
+    bounded L-BFGS on the same objective scikit-learn minimises."""
     from threadpoolctl import threadpool_limits
 
     x = np.asarray([[r.get(f, 0.0) for f in names] for r in rows], dtype="float64")
     y = np.asarray(labels, dtype=int)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    if signs:
+        return Logistic(names, mean, scale, *_signed_logistic(z, y, names, c, signs))
+    from sklearn.linear_model import LogisticRegression
+
     lr = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
     with threadpool_limits(1):
-        lr.fit((x - mean) / scale, y)
+        lr.fit(z, y)
     return Logistic(names, mean, scale, lr.coef_[0], float(lr.intercept_[0]))
+
+
+def _signed_logistic(z: np.ndarray, y: np.ndarray, names: tuple[str, ...], c: float, signs: dict[str, int]) -> tuple[np.ndarray, float]:
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
+
+    weight = np.where(y == 1, len(y) / (2 * max(int(y.sum()), 1)), len(y) / (2 * max(int((1 - y).sum()), 1)))  # "balanced"
+
+    def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = p[:-1], p[-1]
+        t = z @ w + b
+        r = weight * (1.0 / (1.0 + np.exp(-t)) - y)
+        total = float(np.sum(weight * (np.logaddexp(0.0, t) - y * t))) + 0.5 / c * float(w @ w)
+        return total, np.concatenate([z.T @ r + w / c, [r.sum()]])
+
+    bounds = [(0.0, None) if signs.get(n, 0) > 0 else (None, 0.0) if signs.get(n, 0) < 0 else (None, None) for n in names]
+    with threadpool_limits(1):
+        p = minimize(
+            loss, np.zeros(len(names) + 1), jac=True, method="L-BFGS-B", bounds=[*bounds, (None, None)],
+            options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-9},
+        ).x  # fmt: skip
+    return p[:-1], float(p[-1])
 
 
 def fit_sentence(records: list[Record], l2: float = 1.0, start: Logistic | None = None) -> Logistic:
@@ -314,13 +345,15 @@ def operating_point(p_absent: np.ndarray, answerable: np.ndarray, max_false: flo
     return max(0.5, min(1.0, bar))
 
 
-def _out_of_fold(rows: list[dict[str, float]], labels: list[bool], arts: list[str], names: tuple[str, ...]) -> np.ndarray:
+def _out_of_fold(
+    rows: list[dict[str, float]], labels: list[bool], arts: list[str], names: tuple[str, ...], signs: dict[str, int] | None = None
+) -> np.ndarray:
     """Each row's probability from a logistic model fitted without its article."""
     out = np.zeros(len(rows))
     for art in sorted(set(arts)):
         idx = [i for i, a in enumerate(arts) if a == art]
         train = [i for i, a in enumerate(arts) if a != art]
-        m = fit_logistic([rows[i] for i in train], [labels[i] for i in train], names)
+        m = fit_logistic([rows[i] for i in train], [labels[i] for i in train], names, signs=signs)
         out[idx] = m.prob([rows[i] for i in idx])
     return out
 
@@ -359,12 +392,12 @@ def fit_all(
     a_rows = [oof_a[r.qid] for r in bank_records] + [F.absence_features(r.base, ranked_candidates(sentence, r)) for r in cut]
     a_labels = [not r.answerable for r in (*bank_records, *cut)]
     a_arts = arts + [r.article for r in cut]
-    oof_absent = _out_of_fold(a_rows, a_labels, a_arts, F.ABSENCE_FEATURES)[: len(bank_records)]
+    oof_absent = _out_of_fold(a_rows, a_labels, a_arts, F.ABSENCE_FEATURES, F.ABSENCE_SIGNS)[: len(bank_records)]
     bank_absent = np.asarray(a_labels[: len(bank_records)], dtype=bool)
     absence_calibration = fit_calibration(oof_absent, bank_absent.astype(float))
     calibrated = np.asarray([absence_calibration(p) for p in oof_absent])
     threshold = operating_point(calibrated, ~bank_absent, max_false_absent)
-    absence = fit_logistic(a_rows, a_labels, F.ABSENCE_FEATURES)
+    absence = fit_logistic(a_rows, a_labels, F.ABSENCE_FEATURES, signs=F.ABSENCE_SIGNS)
     meta = {
         "articles": articles,
         "questions": len(bank_records),

@@ -254,3 +254,16 @@ def test_rankers_are_compared_on_the_same_questions(mini_records: list) -> None:
     for f in (lin, trees):
         assert 0 <= f["first_pick_right"] <= f["top2_right"] <= f["candidate_present"] <= 1
         assert set(f["by_language"]) == {"fr", "en", "de"}
+
+
+def test_a_signed_weight_keeps_its_sign_and_a_free_fit_matches_scikit_learn() -> None:
+    """The absence model's evidence may only push one way (features.ABSENCE_SIGNS): a feature the
+    data would weigh the other way gets weight 0, not a reversed meaning."""
+    rng = np.random.default_rng(5)
+    rows = [{"a": float(x), "b": float(v)} for x, v in zip(rng.normal(size=400), rng.normal(size=400), strict=True)]
+    labels = [r["a"] + 0.5 * r["b"] + rng.normal(scale=0.5) > 0 for r in rows]  # b raises the odds
+    free = fit_logistic(rows, labels, ("a", "b"))
+    same = fit_logistic(rows, labels, ("a", "b"), signs={"not a feature": 1})  # the bounded fit, no bound active
+    assert np.allclose(free.coef, same.coef, atol=1e-3) and abs(free.intercept - same.intercept) < 1e-3
+    held = fit_logistic(rows, labels, ("a", "b"), signs={"b": -1})
+    assert free.coef[1] > 0.3 and held.coef[1] == 0.0 and held.coef[0] > 0.5
