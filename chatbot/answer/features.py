@@ -333,16 +333,21 @@ ABSENCE_FEATURES: tuple[str, ...] = (
 
 
 # The direction each piece of evidence may push "absent", whatever the bank's correlations: the
-# scope using the question's words, retrieval coming close and a confident ranker only argue for
-# an answer; a missing name only against. Unconstrained, the fit learnt the reverse for coverage
-# (the bank's answerable cross-lingual questions share few words with the article, its
-# unanswerable near-misses many), so an off-topic "il va faire quel temps demain ?", whose words
-# the article never uses, looked answerable. Measured leave-one-article-out (15 articles):
-# unanswerable "not found" 0.216 -> 0.265, false "not found" 0.008 -> 0.015.
+# scope using the question's words, retrieval coming close and a confident ranker (its best
+# logit, margin and share) only argue for an answer; a missing name only against.
+# Unconstrained, the fit learnt the reverse for coverage (the bank's answerable cross-lingual
+# questions share few words with the article, its unanswerable near-misses many), so an
+# off-topic "il va faire quel temps demain ?", whose words the article never uses, looked
+# answerable; with the margin free, a short note's one clear answer looked absent ("How much
+# more did Databricks raise than OpenAI?", 0.59). Measured leave-one-article-out (15 articles):
+# unanswerable "not found" 0.216 -> 0.249, false "not found" 0.008 -> 0.012.
 ABSENCE_SIGNS: dict[str, int] = {
     **dict.fromkeys(("missing", "missing_any", "missing_share"), 1),
     **dict.fromkeys(
-        ("coverage", "coverage_x", "dense_max", "use_max", "max_idf_overlap", "max_xling", "max_cognate", "max_overlap", "max_e5", "max_use", "top_logit"),
+        (
+            "coverage", "coverage_x", "dense_max", "use_max", "max_idf_overlap", "max_xling", "max_cognate", "max_overlap",
+            "max_e5", "max_use", "top_logit", "margin", "top_share",
+        ),
         -1,
     ),
 }
