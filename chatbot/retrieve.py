@@ -142,12 +142,12 @@ class Retriever:
         self.sentence_matrix = self._all_matrix if every else self._all_matrix[take].reshape(len(rows), -1)
         self.second_matrix = self._all_second if every else self._all_second[take].reshape(len(rows), -1)
         self._dense = self._dense_retrievers(doc_ids)
-        self._chunk_ids: list[str] = []
-        self._chunk_matrix = np.zeros((0, 0), dtype="float32")
-        if not self._dense:  # a wide scope: the same cosine, computed exactly over the loaded vectors
-            self._chunk_ids = list(self.chunks)
-            m = np.asarray([self._chunk_vectors[c] for c in self._chunk_ids], dtype="float32").reshape(len(self._chunk_ids), -1)
-            self._chunk_matrix = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        # the scope's chunk vectors, normalised once: a wide scope's dense search, and the cosine of
+        # every chunk that competes from outside the dense top (one product per question)
+        self._chunk_ids: list[str] = list(self.chunks)
+        self._chunk_row = {c: i for i, c in enumerate(self._chunk_ids)}
+        m = np.asarray([self._chunk_vectors[c] for c in self._chunk_ids], dtype="float32").reshape(len(self._chunk_ids), -1)
+        self._chunk_matrix = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
         self._bm25 = self._bm25_retriever()
         self.topic_words = self._topic_words()
         self._authors = {str(c.meta["author"]) for c in self.chunks.values() if c.meta.get("author")}
@@ -295,7 +295,7 @@ class Retriever:
         if not self._dense:
             if not self._chunk_ids:
                 return {}
-            scores = self._chunk_matrix @ (qvec / max(float(np.linalg.norm(qvec)), 1e-12))
+            scores = self.chunk_cosines(qvec)
             top = np.argsort(-scores)[: self.settings.dense_top_k]
             return {self._chunk_ids[i]: float(scores[i]) for i in top}
         from llama_index.core.schema import QueryBundle
@@ -308,14 +308,19 @@ class Retriever:
             found.update({n.node.node_id: 1.0 + math.log(max(float(n.score or 0.0), 1e-12)) for n in retriever.retrieve(bundle)})
         return dict(sorted(found.items(), key=lambda kv: -kv[1])[: self.settings.dense_top_k])
 
+    def chunk_cosines(self, qvec: np.ndarray) -> np.ndarray:
+        """The cosine of each of the scope's chunks (in `_chunk_ids` order) with the query."""
+        if not self._chunk_ids:
+            return np.zeros(0, dtype="float32")
+        return self._chunk_matrix @ (qvec / max(float(np.linalg.norm(qvec)), 1e-12))
+
     def chunk_cosine(self, chunk_id: str, qvec: np.ndarray) -> float:
-        """The cosine of one chunk of the index with the query, from the loaded vectors: for chunks
-        that compete without being among the dense top (a sentence's best match, an asked position)."""
-        v = self._chunk_vectors.get(chunk_id)
-        if v is None:
+        """The cosine of one of the scope's chunks with the query: for a chunk that competes without
+        being among the dense top (a sentence's best match, an asked position)."""
+        row = self._chunk_row.get(chunk_id)
+        if row is None:
             return 0.0
-        v = np.asarray(v, dtype="float32")
-        return float(v @ qvec / max(float(np.linalg.norm(v) * np.linalg.norm(qvec)), 1e-12))
+        return float(self._chunk_matrix[row] @ (qvec / max(float(np.linalg.norm(qvec)), 1e-12)))
 
     def _bm25_retriever(self) -> Any:
         import logging
@@ -375,6 +380,7 @@ class Retriever:
         ):
             for rank, cid in enumerate(sorted(ranking, key=lambda c: -ranking[c])):
                 fused[cid] = fused.get(cid, 0.0) + weight / (s.rrf_k + rank + 1)
+        cosines = self.chunk_cosines(qvec)  # for chunks found by BM25 or their best sentence alone
         hits = []
         for cid, score in fused.items():
             chunk = self.chunks.get(cid)
@@ -386,7 +392,7 @@ class Retriever:
                 score *= s.comment_weight
             if named and chunk.meta.get("author") in named:
                 score *= s.named_author_boost  # the question names who wrote it: that is the passage
-            cosine = dense[cid] if cid in dense else self.chunk_cosine(cid, qvec)
+            cosine = dense[cid] if cid in dense else float(cosines[self._chunk_row[cid]])
             hits.append(Hit(chunk, score, cosine, best_sent.get(cid, 0.0), bm25.get(cid, 0.0)))
         hits.sort(key=lambda h: -h.score)
         return self.rerank(query, hits)

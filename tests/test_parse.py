@@ -137,16 +137,14 @@ def test_comments_signed_after_their_text() -> None:
         "@Daniel: Sehe ich anders.\nKommentar von Sabine Engelhardt – 17.07, 2011 @ 13:40\n"
     )
     records = parse_text(text).records
-    comments = [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
-    assert comments == [
+    assert _comments(records) == [
         ("Mirko Lange", "17.07, 2011 @ 13:04", "Also im Klartext: das gilt für alle."),
         ("Daniel", "17.07, 2011 @ 13:10", "Wenn das in den AGB steht, gilt es."),
         ("Daniel", "17.07, 2011 @ 13:10", "Das Gesetz steht aber darüber."),
         ("Sabine Engelhardt", "17.07, 2011 @ 13:40", "@Daniel: Sehe ich anders."),
     ]
     assert all(r.section == "comment" for r in records if r.kind == "comment")
-    article = [r.text for r in records if r.section == "article" and r.kind == "paragraph"]
-    assert article == ["Der Artikel sagt, Profile seien Telemedien."]
+    assert _article_paragraphs(records) == ["Der Artikel sagt, Profile seien Telemedien."]
     assert not any("Comment by" in r.text or "Kommentar von" in r.text for r in records)
 
 
@@ -178,13 +176,18 @@ def test_numbered_comments_under_a_bare_header_are_readers_not_the_article() -> 
         "besserStill\n#2 — vor 6 Stunden\nArtikel gelesen?\n"
     )
     records = parse_text(text).records
-    comments = [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
-    assert comments == [
+    assert _comments(records) == [
         ("ThomasMelber", "1 — vor 8 Stunden", "Die Bahn ist zu teuer."),
         ("Robert Geiss", "1.1 — vor 7 Stunden", "Ich weiß nicht, ob das stimmt."),
         ("Robert Geiss", "1.1 — vor 7 Stunden", "Die Privatisierung war ein Fehler."),
         ("besserStill", "2 — vor 6 Stunden", "Artikel gelesen?"),
     ]
-    assert [r.text for r in records if r.section == "article" and r.kind == "paragraph"] == [
-        "Der Artikel sagt etwas über Züge in Europa."
-    ]
+    assert _article_paragraphs(records) == ["Der Artikel sagt etwas über Züge in Europa."]
+
+
+def _comments(records: list) -> list[tuple[str, str, str]]:
+    return [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
+
+
+def _article_paragraphs(records: list) -> list[str]:
+    return [r.text for r in records if r.section == "article" and r.kind == "paragraph"]

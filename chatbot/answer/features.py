@@ -338,8 +338,8 @@ ABSENCE_FEATURES: tuple[str, ...] = (
 # Unconstrained, the fit learnt the reverse for coverage (the bank's answerable cross-lingual
 # questions share few words with the article, its unanswerable near-misses many), so an
 # off-topic "il va faire quel temps demain ?", whose words the article never uses, looked
-# answerable; with the margin free, a short note's one clear answer looked absent ("How much
-# more did Databricks raise than OpenAI?", 0.59). Measured leave-one-article-out (15 articles):
+# answerable; with the margin free, a short note's one clear answer looked absent (a "how much
+# more did X raise than Y?" at 0.59). Measured leave-one-article-out (15 articles):
 # unanswerable "not found" 0.216 -> 0.249, false "not found" 0.008 -> 0.012.
 ABSENCE_SIGNS: dict[str, int] = {
     **dict.fromkeys(("missing", "missing_any", "missing_share"), 1),
