@@ -74,7 +74,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"\b(what (share|percentage|proportion|part|fraction)|which (share|percentage)|how many percent|"
             r"quel(le)?s? (part|pourcentage|proportion)|combien de (pour ?cent|%)|quelle est la part|"
             r"welche[nrs]? (anteil|prozentsatz)|wie ?viel(e)? prozent|welcher anteil|wie hoch (war|ist) der anteil|"
-            r"share|percentage|pourcentage|anteil|prozent|la part|une part|quel niveau|what level)\b",
+            r"share|percentage|pourcentage|anteil|prozent|la part|une part|quel niveau|what level|"
+            r"rates?|taux|\w+quote|quote de)\b",  # a rate: "taux de recyclage", "Recyclingquote"
             re.I,
         ),
     ),

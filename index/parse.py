@@ -18,6 +18,8 @@ from html.parser import HTMLParser
 _CREDIT = re.compile(r"^(?:Crédits? (?:d['’])?image|Image credits?|Bildnachweis)\s*:.*?\((?:capture d['’]écran|screenshot)\)\s*", re.I)
 _COUNTER = re.compile(r"^\d+\s*/\s*\d+$")
 _VOTES = re.compile(r"^\d{1,4}$")
+# the link under each reader's comment on a blog page: what precedes it is a comment, even unsigned
+_REPLY = re.compile(r"^(?:répondre|reply|antworten|réagir)$", re.I)
 _COMMENT_COUNT = re.compile(r"^(?:commentaires?|comments?|kommentare?)\s*\((\d+)\)$", re.I)
 # the comment area's header without a count (zeit.de: "Kommentare", then "Name", "#1 — vor 8 Stunden")
 _COMMENTS_HEADER = re.compile(r"^(?:kommentare|leserkommentare|comments|reader comments|commentaires|réactions)$", re.I)
@@ -253,7 +255,7 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             continue
 
         nxt = next((x for x in lines[i + 1 :] if x), None)
-        if section == "comment" and _VOTES.match(line):
+        if section == "comment" and _VOTES.match(line) or _REPLY.match(line):
             continue
         key = _norm(line)
         if key in seen and len(key) > 20:
@@ -287,6 +289,12 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             spans = [(r.start, r.end) for r in own]
             out.records[:] = [r for r in out.records if not (r.kind == "quote" and any(a <= r.start < b for a, b in spans))]
             signed = []
+            continue
+        if section == "article" and nxt is not None and _REPLY.match(nxt) and not _is_heading(line, None):
+            flush_list()
+            # only this line: a stray "Reply" in a page's furniture must not turn the rest into comments
+            lang = _detect(line) if detect_language else ""
+            out.add(Record("comment", "comment", line, language=lang))
             continue
         if section == "article" and signed is not None:
             signed.append(out.add(Record("paragraph", "comment", line)))  # signed (or not) by a later line

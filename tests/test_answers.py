@@ -41,6 +41,9 @@ def test_the_span_that_goes_with_the_entity() -> None:
     [
         ("How much did Databricks raise?", "en", "amount"),
         ("Quelle part du capital-risque américain est allée à l'IA ?", "fr", "percent"),
+        ("Quel taux de recyclage atteint le procédé ?", "fr", "percent"),  # a rate is a share
+        ("Wie hoch ist die Recyclingquote?", "de", "percent"),
+        ("What is the quote from the founder?", "en", "quote"),
         ("Wie viele Kommentare hat der Artikel?", "de", "count"),
         ("Which funds followed Antler?", "en", "list"),
         ("Wer ist der Gründer von Dealroom?", "de", "who"),

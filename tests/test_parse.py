@@ -185,6 +185,23 @@ def test_numbered_comments_under_a_bare_header_are_readers_not_the_article() -> 
     assert _article_paragraphs(records) == ["Der Artikel sagt etwas über Züge in Europa."]
 
 
+def test_unsigned_comments_above_a_reply_link_are_readers() -> None:
+    """A blog's comment with no name, only the "Répondre" link under it, is a reader's, not the
+    article's closing line; the link itself is not text. A "Reply" alone changes nothing else."""
+    text = (
+        "Titre\n\nLe ministre a démissionné en juin.\n\nIl a été remplacé en juillet.\n\n"
+        "merci pour ces infos.\nRépondre\n\nReply\n\nLa suite est prévue en septembre.\n"
+    )
+    records = parse_text(text).records
+    assert _comments(records) == [("", "", "merci pour ces infos.")]
+    assert _article_paragraphs(records) == [
+        "Le ministre a démissionné en juin.",
+        "Il a été remplacé en juillet.",
+        "La suite est prévue en septembre.",
+    ]
+    assert not any("Répondre" in r.text or r.text == "Reply" for r in records)
+
+
 def _comments(records: list) -> list[tuple[str, str, str]]:
     return [(r.author, r.date, r.text) for r in records if r.kind == "comment"]
 

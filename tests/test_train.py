@@ -7,7 +7,7 @@ shipped models on the real bank, whose articles are fixtures of other repositori
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import pytest
 from chatbot import bank
 from chatbot.answer import features as F
 from chatbot.answer.models import AnswerModels, Calibration, Logistic
-from chatbot.train import fit_calibration, fit_logistic
+from chatbot.train import fit_calibration, fit_logistic, fit_platt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,11 +32,12 @@ def test_logistic_round_trips_through_json() -> None:
     assert ((p > 0.5) == np.asarray(labels)).mean() > 0.95
 
 
-def test_calibration_is_monotone_and_close_to_the_truth() -> None:
+@pytest.mark.parametrize("fit", [fit_calibration, fit_platt])
+def test_calibration_is_monotone_and_close_to_the_truth(fit: Callable[[np.ndarray, np.ndarray], Calibration]) -> None:
     rng = np.random.default_rng(1)
     p = rng.uniform(size=2000)
     y = rng.uniform(size=2000) < p  # right with probability p: calibrated by construction
-    cal = fit_calibration(p, y.astype(float))
+    cal = fit(p, y.astype(float))
     xs = np.linspace(0, 1, 50)
     ys = [cal(x) for x in xs]
     assert all(b >= a for a, b in zip(ys, ys[1:], strict=False))
@@ -44,6 +45,19 @@ def test_calibration_is_monotone_and_close_to_the_truth() -> None:
     conf = np.asarray([cal(x) for x in p])
     answered = conf >= 2 / 3
     assert (~y[answered]).mean() < 1 / 3  # answering only at >= 2/3, fewer than a third of answers are wrong
+
+
+def test_platt_does_not_promise_what_a_few_confident_questions_kept() -> None:
+    """Scores whose truth is a sigmoid of their logit, with the 15 most confident questions all
+    right by chance: isotonic regression's top step promises 1.0 there, the fitted sigmoid stays
+    near the truth."""
+    rng = np.random.default_rng(2)
+    p = np.sort(rng.uniform(0.05, 0.95, size=400))
+    y = (rng.uniform(size=400) < p).astype(float)
+    y[-15:] = 1.0
+    iso, platt = fit_calibration(p, y), fit_platt(p, y)
+    assert iso(0.95) == pytest.approx(1.0)
+    assert abs(platt(0.95) - 0.95) < 0.04
 
 
 def test_shipped_models_load_and_name_only_known_features() -> None:

@@ -111,10 +111,19 @@ def _acronyms(text: str, longest: int = 8) -> set[str]:
     return out
 
 
+def _has_figure(text: str) -> bool:
+    """A sum, a share or a count of two digits or more: what a comparison sets side by side (not
+    the day of a date, "le 6 août")."""
+    if spans.find("amount", text) or spans.find("percent", text):
+        return True
+    return any(len(re.sub(r"\D", "", s.text)) >= 2 for s in spans.find("count", text))
+
+
 def _relative_year(asked: list[int], text: str, years: frozenset[int]) -> bool:
-    """A sentence says "last year" (no year written) and the document also writes the year after
+    """A sentence says "last year" and the document also writes the year after
     the one asked: news reports last year's figures under this year's date."""
-    if spans.YEAR.search(text) or not _LAST_YEAR.search(text):
+    # other years written beside it are what it is compared with ("110 billion last year, up from 69 in 2023")
+    if not _LAST_YEAR.search(text):
         return False
     return any(y + 1 in years for y in asked)
 
@@ -260,8 +269,8 @@ class Extractor:
         qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
         about_q = 1.0 if F.asks_about_article(info.text) else 0.0
         author_q = 1.0 if F.ASKS_AUTHOR.search(info.text) else 0.0
-        compare_q = 1.0 if F.COMPARISON.search(info.text) else 0.0
-        rank_q = 1.0 if F.RANKING.search(info.text) else 0.0
+        compare_q = 1.0 if F.asks_comparison(info.text) else 0.0
+        rank_q = 1.0 if F.asks_rank(info.text) else 0.0
         readers_q = 1.0 if self.r.asks_about_readers(info.text) else 0.0
         related_q = 1.0 if self.r.asks_about_related(info.text) else 0.0
         e5_all = self.r.sentence_matrix @ qvec if len(self.r.sentences) else np.zeros(0)
@@ -296,6 +305,12 @@ class Extractor:
             if k not in ranks:
                 ranks.append(k)
         placed_ids = {c.id for c in placed}
+        for chunk in self._asked_section(hits, qvec, readers_q, related_q, author_q, position):
+            k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
+            if k < 0:
+                hits, k = [*hits, Hit(chunk, 0.0, self.r.chunk_cosine(chunk.id, qvec), 0.0, 0.0)], len(hits)
+            if k not in ranks:
+                ranks.append(k)
         lead_hit, paragraphs = self._lead_hit(hits, qvec)
         if lead_hit is not None and all(hits[k].chunk.id != lead_hit.chunk.id for k in ranks):
             ranks.append(next(k for k, h in enumerate(hits) if h.chunk.id == lead_hit.chunk.id))
@@ -327,6 +342,8 @@ class Extractor:
                     # the lead's next sentence, unless the short opening already took it
                     more = [self.r.sentences[j] for j in idx[1:] if all(self.r.sentences[j] is not q for q in quoted)]
                     quoted += more[:1]
+                if compare_q:
+                    quoted = self._other_side(quoted, idx, pos)
                 text = " ".join(q.text for q in quoted)
                 if info.kind == "list" and chunk.meta.get("kind") == "list":
                     text = chunk.text
@@ -337,6 +354,7 @@ class Extractor:
                 if any(not has_aspect(a, text) for a in asked_aspects):
                     has_kind = False
                 words = folded_words(text + " " + context)
+                rel_year = 1.0 if asked_year and _relative_year(asked_year, text, self.years) else 0.0
                 sec_lang = groups[i] if i < len(groups) else ""
                 comment = 1.0 if chunk.meta.get("section") == "comment" else 0.0
                 related = 1.0 if chunk.meta.get("section") == "related" else 0.0
@@ -368,8 +386,8 @@ class Extractor:
                     "typed_ok": typed * (1.0 if has_kind else 0.0),
                     "span": 1.0 if span is not None or items else 0.0,
                     "time_asked": 1.0 if asked_time else 0.0,
-                    "time_ok": 1.0 if asked_time and _same_time(asked_time, text) else 0.0,
-                    "time_rel": 1.0 if asked_year and _relative_year(asked_year, text, self.years) else 0.0,
+                    "time_ok": 1.0 if asked_time and (_same_time(asked_time, text) or rel_year) else 0.0,
+                    "time_rel": rel_year,
                     "comment": comment,
                     "readers_q": readers_q,
                     "comment_x_readers": comment * readers_q,
@@ -492,6 +510,38 @@ class Extractor:
         for k in KINDS:
             base[f"kind_{k}"] = 1.0 if info.kind == k else 0.0
         return F.question_features(base, [(c.score, c.features) for c in choices])
+
+    def _other_side(self, quoted: list[Sentence], idx: list[int], pos: int) -> list[Sentence]:
+        """A comparison's other side is often a neighbouring sentence or list item with a figure
+        ("The US has recorded 467,000 cases." "Globally there are 1.6 million cases."):
+        both are quoted, so that the answer names both figures."""
+        if not _has_figure(self.r.sentences[idx[pos]].text):
+            return quoted
+        for j in (pos + 1, pos - 1, pos + 2, pos - 2):  # the nearest first; one sentence may sit between
+            if 0 <= j < len(idx):
+                other = self.r.sentences[idx[j]]
+                if all(other is not q for q in quoted) and _has_figure(other.text):
+                    return [*quoted, other] if j > pos else [other, *quoted]
+        return quoted
+
+    def _asked_section(
+        self, hits: list[Hit], qvec: np.ndarray, readers_q: float, related_q: float, author_q: float, position: int
+    ) -> list[Chunk]:
+        """Units a question names by their role compete whatever retrieval made of them: the byline
+        when the author is asked, the comments (or teasers) closest to the question when it is
+        about readers (or related articles). "What did a reader write?" shares no word with the
+        comment that answers it, so retrieval buried such comments at rank 20-40."""
+        if not hits:
+            return []
+        doc = hits[0].chunk.meta.get("doc_id")
+        mine = [c for c in self.r.chunks.values() if c.meta.get("doc_id") == doc]
+        out = [c for c in mine if c.meta.get("kind") == "byline" and c.sentences] if author_q else []
+        section = "" if position else "comment" if readers_q else "related" if related_q else ""
+        if section:
+            units = [c for c in mine if c.meta.get("section") == section and c.sentences]
+            units.sort(key=lambda c: -self.r.chunk_cosine(c.id, qvec))
+            out += units[: self.s.answer_section_pool]
+        return out
 
     def _lead_hit(self, hits: list[Hit], qvec: np.ndarray) -> tuple[Hit | None, int]:
         """The first paragraph of the best passage's document (what "what is this about?" wants),

@@ -60,7 +60,8 @@ class Logistic:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Isotonic map from a raw probability to the observed rate of right answers."""
+    """A monotone map, as a table, from a raw probability to the observed rate (of right first
+    picks: a tabulated sigmoid; of unanswerable questions: isotonic steps)."""
 
     x: np.ndarray
     y: np.ndarray
