@@ -5,7 +5,7 @@ Simplifies: the answer stage is fitted, not hand-tuned. Each bank article is ind
 uses, and each candidate sentence is recorded with its features and whether the answer composed
 from it is right. Models are then linear and exported to JSON: a listwise ranker (a softmax
 over each question's candidates, fitted with scipy's L-BFGS) picks the sentence, a logistic
-regression (scikit-learn) predicts whether the pick is right, and an isotonic map calibrates it. Leave-one-article-out means every figure for an article comes from models fitted
+regression (scikit-learn) predicts whether the pick is right, and a sigmoid (Platt) calibrates it; the absence model's probability goes through isotonic steps. Leave-one-article-out means every figure for an article comes from models fitted
 without it. XQuAD (German contexts, German and English questions) adds sentence-ranking data.
 """
 

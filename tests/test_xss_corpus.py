@@ -151,10 +151,13 @@ def report(capsys: pytest.CaptureFixture[str], where: str, expected: dict[str, A
 def test_payloads_are_inert_in_the_chat(
     new_page: Any, corpus_server: WebServer, expected: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     p = new_page()
+    p.page.set_default_timeout(90_000)  # many questions in one page: a busy CI host lagged past 30 s once
     p.page.goto(corpus_server.url + "/")
 
-    def ask(question: str, answer: dict[str, Any]) -> str | None:
+    def ask(question: str, answer: dict[str, Any], retry: bool = True) -> str | None:
         """Ask in a new chat, check what must hold on every render; the first source not shown, if any."""
         p.page.click("#new-chat")
         p.page.wait_for_function("document.querySelectorAll('#chat .bot-row, #chat .user-row').length === 0")
@@ -162,7 +165,17 @@ def test_payloads_are_inert_in_the_chat(
         p.page.press("#question textarea", "Enter")
         n = len(answer["citations"])
         if n:  # sources appear with the final render only
-            p.page.wait_for_function(f"document.querySelectorAll('#chat .thought-group').length === {n}")
+            try:
+                p.page.wait_for_function(f"document.querySelectorAll('#chat .thought-group').length === {n}")
+            except PlaywrightTimeout:
+                # twice in full-suite runs (never alone, nor with the CPU saturated) the final render
+                # never came; say what was on screen, then ask once more in a new chat
+                shown = p.page.evaluate("document.querySelectorAll('#chat .thought-group').length")
+                with capsys.disabled():
+                    print(f"\nno final render of {question[:60]!r} ({shown} of {n} sources): {flat(p.page.locator('#chat').inner_text())[:400]!r}")
+                if not retry:
+                    raise
+                return ask(question, answer, retry=False)
         else:
             script = "a => { const b = document.querySelector('#chat .bot-row [data-testid=bot]'); return !!b && b.innerText.split(/\\s+/).join(' ').trim() === a; }"
             p.page.wait_for_function(script, arg=flat(answer["answer"]))

@@ -53,14 +53,13 @@ _ARTICLE_PARAGRAPHS = 3  # a document this long has a lead and a body; a shorter
 # When a question is anchored in time ("last year", "to date"), sentences anchored the same way answer it.
 _TIME = re.compile(
     r"(?:19|20)\d\d|l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr|"
-    r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang|insgesamt|au total|in total|overall",
+    r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang",
     re.I,
 )
 _LAST_YEAR = re.compile(r"l.an(?:née)? dernière?|last year|letzte[ns]? jahr|vergangene[ns]? jahr|im vorjahr", re.I)
 _TIME_GROUPS = [
     _LAST_YEAR,
     re.compile(r"à ce jour|jusqu.à présent|to date|so far|bisher|bislang", re.I),
-    re.compile(r"insgesamt|au total|in total|overall|un total|total", re.I),
 ]
 
 

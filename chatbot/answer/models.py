@@ -4,7 +4,7 @@ Simplifies: every model is a standardised logistic regression (feature names, me
 coefficients, intercept), so serving needs neither scikit-learn nor pickle, and a person can read
 what was learned. Three of them: the ranker (which sentence answers), the answerability model
 (is the ranker's pick right?) and the absence model (does the scope answer at all?). The last two
-are passed through isotonic calibration tables fitted on articles they never saw; the answer
+are passed through calibration tables (a tabulated sigmoid, isotonic steps) fitted on articles they never saw; the answer
 threshold follows from what a wrong answer costs (settings), the absence threshold is the
 operating point `train` chose on unseen articles for few false absences (kept in the file).
 """
