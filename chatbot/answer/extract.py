@@ -530,12 +530,12 @@ class Extractor:
         when the author is asked, the comments (or teasers) closest to the question when it is
         about readers (or related articles). "What did a reader write?" shares no word with the
         comment that answers it, so retrieval buried such comments at rank 20-40."""
-        if not hits:
-            return []
+        section = "" if position else "comment" if readers_q else "related" if related_q else ""
+        if not hits or not (author_q or section):
+            return []  # most questions: no pass over a large scope's chunks
         doc = hits[0].chunk.meta.get("doc_id")
         mine = [c for c in self.r.chunks.values() if c.meta.get("doc_id") == doc]
         out = [c for c in mine if c.meta.get("kind") == "byline" and c.sentences] if author_q else []
-        section = "" if position else "comment" if readers_q else "related" if related_q else ""
         if section:
             units = [c for c in mine if c.meta.get("section") == section and c.sentences]
             units.sort(key=lambda c: -self.r.chunk_cosine(c.id, qvec))
