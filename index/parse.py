@@ -255,7 +255,7 @@ def parse_text(raw: str, source: str = "document", detect_language: bool = True)
             continue
 
         nxt = next((x for x in lines[i + 1 :] if x), None)
-        if section == "comment" and _VOTES.match(line) or _REPLY.match(line):
+        if (section == "comment" and _VOTES.match(line)) or _REPLY.match(line):
             continue
         key = _norm(line)
         if key in seen and len(key) > 20:

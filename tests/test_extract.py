@@ -27,6 +27,12 @@ def _bot_on(tmp_path: Path, e5: object, text: str) -> Any:
     return Chatbot(settings, embedder=e5)
 
 
+def _choices(bot: Any, question: str) -> list[Any]:
+    """The candidates the answer stage weighs for a question, best first."""
+    p = bot.prepare(question)
+    return list(bot.extractor.assess(p.info, p.qvec, p.hits, p.language).choices)
+
+
 @pytest.mark.parametrize(
     ("question", "asks"),
     [
@@ -108,9 +114,11 @@ def test_a_comparison_quotes_the_other_side_beside_it(tmp_path: Path, e5: object
     )
 
     def quotes(question: str) -> list[str]:
-        p = bot.prepare(question)
-        a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
-        return [" ".join(x.text for x in c.sentences) for c in a.choices if "120 000" in c.sentences[-1].text or "120 000" in c.sentences[0].text]
+        return [
+            " ".join(x.text for x in c.sentences)
+            for c in _choices(bot, question)
+            if "120 000" in c.sentences[-1].text or "120 000" in c.sentences[0].text
+        ]
 
     assert any("2,3 millions" in q for q in quotes("Combien de cas dans le pays par rapport au monde ?"))
     assert all("2,3 millions" not in q for q in quotes("Combien de cas le pays a-t-il enregistrés ?"))
@@ -127,18 +135,16 @@ def test_a_short_opening_is_quoted_with_the_sentence_that_explains_it(tmp_path: 
         "Die Fahrt beginnt um 7:20 Uhr. Unterwegs muss man fünf Mal umsteigen, teils mit langen Pausen.\n"
         "Viele Reisende wünschen sich wieder mehr Nachtzüge zwischen den großen Städten.\n",
     )
-    p = bot.prepare("Wie lange dauert die schnellste Zugverbindung von Madrid nach Stockholm?")
-    a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
-    texts = [" ".join(s.text for s in c.sentences) for c in a.choices]
+    choices = _choices(bot, "Wie lange dauert die schnellste Zugverbindung von Madrid nach Stockholm?")
+    texts = [" ".join(s.text for s in c.sentences) for c in choices]
     assert any(t.startswith("36 Stunden. So lange dauert") for t in texts)
     answer = bot.answer("Wie lange dauert die schnellste Zugverbindung von Madrid nach Stockholm?")
     assert "36 Stunden" in answer.answer, answer.answer
     # asked what the article is about, the lead is quoted with what follows, never a sentence twice
-    p = bot.prepare("Worum geht es in dem Artikel?")
-    a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
-    leads = [c for c in a.choices if c.features["lead_x_about"]]
+    choices = _choices(bot, "Worum geht es in dem Artikel?")
+    leads = [c for c in choices if c.features["lead_x_about"]]
     assert any([s.text for s in c.sentences][:1] == ["36 Stunden."] and len(c.sentences) == 2 for c in leads)
-    for c in a.choices:
+    for c in choices:
         assert len({s.text for s in c.sentences}) == len(c.sentences), [s.text for s in c.sentences]
 
 
@@ -223,9 +229,7 @@ def test_the_comment_at_the_asked_position_is_a_candidate(tmp_path: Path, e5: ob
     )
 
     def placed(question: str) -> set[str]:
-        p = bot.prepare(question)
-        a = bot.extractor.assess(p.info, p.qvec, p.hits, p.language)
-        return {str(c.hit.chunk.meta.get("author")) for c in a.choices if c.features["position_ok"]}
+        return {str(c.hit.chunk.meta.get("author")) for c in _choices(bot, question) if c.features["position_ok"]}
 
     assert placed("Who wrote the second comment?") == {"Daniel"}
     assert placed("Qui a écrit le premier commentaire ?") == {"Mirko Lange"}

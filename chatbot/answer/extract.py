@@ -121,7 +121,7 @@ def _has_figure(text: str) -> bool:
 def _relative_year(asked: list[int], text: str, years: frozenset[int]) -> bool:
     """A sentence says "last year" and the document also writes the year after
     the one asked: news reports last year's figures under this year's date."""
-    # other years written beside it are what it is compared with ("110 billion last year, up from 69 in 2023")
+    # other years written beside it are what it is compared with ("X billion last year, up from Y in 2023")
     if not _LAST_YEAR.search(text):
         return False
     return any(y + 1 in years for y in asked)
@@ -297,19 +297,14 @@ class Extractor:
         ]
         who_money = info.kind == "who" and bool(F.FUNDING.search(info.text))
         placed = self._at_position(hits, position, readers_q, related_q)
-        for chunk in placed:
+        named = self._asked_section(hits, qvec, readers_q, related_q, author_q, position)
+        for chunk in [*placed, *named]:
             k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
             if k < 0:  # retrieval did not find it: "the second comment" shares no word with it
                 hits, k = [*hits, Hit(chunk, 0.0, self.r.chunk_cosine(chunk.id, qvec), 0.0, 0.0)], len(hits)
             if k not in ranks:
                 ranks.append(k)
         placed_ids = {c.id for c in placed}
-        for chunk in self._asked_section(hits, qvec, readers_q, related_q, author_q, position):
-            k = next((k for k, h in enumerate(hits) if h.chunk.id == chunk.id), -1)
-            if k < 0:
-                hits, k = [*hits, Hit(chunk, 0.0, self.r.chunk_cosine(chunk.id, qvec), 0.0, 0.0)], len(hits)
-            if k not in ranks:
-                ranks.append(k)
         lead_hit, paragraphs = self._lead_hit(hits, qvec)
         if lead_hit is not None and all(hits[k].chunk.id != lead_hit.chunk.id for k in ranks):
             ranks.append(next(k for k, h in enumerate(hits) if h.chunk.id == lead_hit.chunk.id))

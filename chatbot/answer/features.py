@@ -92,7 +92,7 @@ _NOT_COMPARED = re.compile(r"\b(?:rather than|other than|instead of|plutôt que?
 
 def asks_comparison(question: str) -> bool:
     """"How much more than…", "compared with…": two sides asked, not one named to be set aside
-    ("which company, rather than OpenAI, …")."""
+    ("which company, rather than X, …")."""
     return bool(COMPARISON.search(_NOT_COMPARED.sub(" ", question)))
 
 
@@ -420,8 +420,8 @@ def absence_features(base: dict[str, float], ranked: list[tuple[float, dict[str,
 def slots(cands: list[dict[str, float]]) -> dict[str, float]:
     """Whether some candidate fills what the question asks: the asked kind of answer, the asked
     time, all the asked names, and all of them in one sentence (1 when the question asks none of
-    them). "How much did Anthropic raise in 2024?" over an article that names Anthropic and gives
-    2024 figures, but no sum beside Anthropic, is a question it does not answer; over all
+    them). "How much did X raise in 2024?" over an article that names X and gives 2024 figures,
+    but no sum beside X, is a question it does not answer; over all
     candidates, not only the first: the ranker may prefer a sentence that fills fewer. Measured
     leave-one-article-out: unanswerable "not found" 0.265 -> 0.297, false "not found" 0.016 -> 0.012."""
     if not cands:
