@@ -40,12 +40,14 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(r"employ|salarié|mitarbeiter|staff|headcount|effectif", re.I),
         re.compile(r"employ|salarié|mitarbeiter|staff|headcount|effectif", re.I),
     ),
-    # an age is a number of years said as one ("26 ans", "aged 33", "der 33-Jährige", "(41)"), not
+    # an age is a number of years said as one ("26 ans", "aged 33", "der 33-Jährige", "(41)", "Parata, 75,"), not
     # any number near the name
     "age": (
         re.compile(r"\b(how old|quel [âa]ge|wie alt)\b", re.I),
         re.compile(
-            r"\b\d{1,3}(\s|-)?(ans|years?|year-old|jahre|jährige\w*)\b|\b(âgée?s? de|aged|im alter von) \d{1,3}\b|\(\d{1,3}\)", re.I
+            r"\b\d{1,3}(\s|-)?(ans|years?|year-old|jahre|jährige\w*)\b|\b(âgée?s? de|aged|im alter von) \d{1,3}\b|\(\d{1,3}\)|"
+            r"\b[A-ZÀ-Þ][\w'’-]+, \d{1,3},",  # "Parata, 75, has overseen": the news style's age after a name
+            re.I,
         ),
     ),
 }

@@ -25,7 +25,7 @@ from index import store
 from index.chunk import Unit, chunk_document
 from index.parse import ParsedDocument, parse_file, parse_text
 
-PIPELINE_VERSION = "10"  # 10: one shared units collection; documents added and removed one by one
+PIPELINE_VERSION = "11"  # 11: abbreviations ("Abs.", initials) no longer end a sentence
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm")
 MAX_FILE_BYTES = 20_000_000  # read at all (markup included); the text indexed is capped by settings.max_document_bytes
 EMBED_BATCH = 16

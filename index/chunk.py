@@ -18,7 +18,12 @@ from index.parse import ParsedDocument, Record
 
 # A sentence ends at . ! ? … (optionally closed by a quote) followed by space and a capital, quote or digit.
 _SENT_END = re.compile(r"(?<=[.!?…])[»”\"]?\s+(?=[«“\"A-ZÀ-ÖØ-Þ0-9])")
-_ABBREV = re.compile(r"\b(?:M|Mme|Dr|St|etc|ex|p|cf|vs|Mr|Mrs|Ms|z\.B|bzw|ca|Nr)\.$")
+# Abbreviations a sentence does not end on ("§ 13 Abs. 6", "Prof. Dr. X", "John F. Kennedy"); an
+# initial merges "in the U.S. The …" too, and a sentence too long is a smaller harm than one cut short
+_ABBREV = re.compile(
+    r"(?:^|[\s(])(?:[A-ZÀ-Þ]|Mme|Mlle|Me|Dr|Pr|Prof|St|Ste|etc|ex|p|pp|cf|vs|Mr|Mrs|Ms|Jr|Sr|Inc|Ltd|Corp|Co|No|approx|"
+    r"env|vol|chap|z\.\s?B|u\.\s?a|d\.\s?h|bzw|ca|Nr|Abs|Art|Ziff|Bd|vgl|ggf|usw|evtl|inkl|Hr|Fr|Dipl|Ing|Mio|Mrd|Jh)\.$"
+)
 
 CHUNK_KINDS = ("headline", "byline", "paragraph", "list", "related", "comment", "comment_count")
 

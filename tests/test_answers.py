@@ -244,3 +244,6 @@ def test_an_age_is_said_as_years() -> None:
     assert has_aspect("age", "Le jeune homme de 26 ans dispose aussi d'une voiture")
     assert has_aspect("age", "Der 33-Jährige schrieb für den SPIEGEL")
     assert not has_aspect("age", "Er schrieb 2016 drei Texte für die Zeitung")
+    assert has_aspect("age", "Seven decades later, Parata, 75, has now overseen more than 500 strandings")
+    assert not has_aspect("age", "In 2019, 75 strandings were recorded")
+

@@ -40,3 +40,17 @@ def test_sentence_split() -> None:
     text = "Il a levé 10 M$. « C’est énorme », dit-il. Puis il part !\n- item : un"
     spans = [text[a:b] for a, b in split_sentences(text)]
     assert spans == ["Il a levé 10 M$.", "« C’est énorme », dit-il.", "Puis il part !", "- item : un"]
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("Google verstößt gegen § 13 Abs. 6 TMG. Das ist so.", ["Google verstößt gegen § 13 Abs. 6 TMG.", "Das ist so."]),
+        ("John F. Kennedy spoke. Then Prof. Dr. Weber did.", ["John F. Kennedy spoke.", "Then Prof. Dr. Weber did."]),
+        ("Il a 42 ans. Le reste suit.", ["Il a 42 ans.", "Le reste suit."]),
+        ("Cases rose in the U.S. The rest fell.", ["Cases rose in the U.S.", "The rest fell."]),
+    ],
+)
+def test_abbreviations_do_not_end_a_sentence(text: str, sentences: list[str]) -> None:
+    assert [text[a:b] for a, b in split_sentences(text)] == sentences
+

@@ -45,10 +45,34 @@ def _choices(bot: Any, question: str) -> list[Any]:
         ("Who raised the most money?", False),
         ("Qu'a écrit Lindner dans sa lettre à propos du train ?", False),
         ("Wann erschien der Text?", False),
+        ("Who is the author?", True),
+        ("Quel est le nom de l'auteur ?", True),
+        # the author as the subject of another question
+        ("In welcher Zeitschrift sind französische Autoren besonders präsent?", False),
+        ("Dans quel journal l'auteur a-t-il lui-même critiqué Eisenberg ?", False),
+        ("What does the author think of the plan?", False),
     ],
 )
 def test_questions_about_the_author(question: str, asks: bool) -> None:
     assert bool(F.ASKS_AUTHOR.search(question)) is asks
+
+
+@pytest.mark.parametrize(
+    ("question", "asks"),
+    [
+        ("Who wrote this article?", True),
+        ("When was this article published?", True),
+        ("wann ist der artikel erschienen", True),
+        ("Wann erschien der Text?", True),
+        ("De quand date cet article ?", True),
+        # a book's publication, or a date the article gives, is no byline's
+        ("Quand le livre d'Éric Chauvier a-t-il été publié pour la première fois ?", False),
+        ("What date does the article give for the launch?", False),
+        ("When was the telescope launched?", False),
+    ],
+)
+def test_questions_the_byline_answers(question: str, asks: bool) -> None:
+    assert F.asks_byline(question) is asks
 
 
 def _hit(cid: str) -> Any:
@@ -164,6 +188,12 @@ def test_a_short_opening_is_quoted_with_the_sentence_that_explains_it(tmp_path: 
         ("How much did AI startups raise last year?", False, False, False),
         ("Which company, rather than OpenAI, got the most?", False, True, False),
         ("Was haben KI-Startups im letzten Jahr eingesammelt?", False, False, False),
+        ("How do US case numbers compare with the global total?", True, False, False),
+        ("USA gegen weltweit – wie viele Fälle jeweils?", True, False, False),
+        ("L'amende est-elle plus élevée que le préjudice ?", True, False, False),
+        ("wie verhält sich die geldstrafe zum schaden", True, False, False),
+        ("Le taux est-il supérieur à celui de 2023 ?", True, False, False),
+        ("Que dit-il de plus ?", False, False, False),
     ],
 )
 def test_comparison_and_ranking_questions(question: str, compare: bool, rank: bool, difference: bool) -> None:

@@ -267,7 +267,7 @@ class Extractor:
         asked_year = [int(y) for y in spans.YEAR.findall(info.text)]
         qwords = [w for w in dict.fromkeys(content_words(info.text)) if w not in self.stopwords]
         about_q = 1.0 if F.asks_about_article(info.text) else 0.0
-        author_q = 1.0 if F.ASKS_AUTHOR.search(info.text) else 0.0
+        author_q = 1.0 if F.asks_byline(info.text) else 0.0
         compare_q = 1.0 if F.asks_comparison(info.text) else 0.0
         rank_q = 1.0 if F.asks_rank(info.text) else 0.0
         readers_q = 1.0 if self.r.asks_about_readers(info.text) else 0.0

@@ -43,18 +43,46 @@ def asks_about_article(question: str) -> bool:
 # "who wrote this?": the byline answers it, and only it (a byline was a frequent wrong first pick
 # for other questions while its weight had to serve these)
 ASKS_AUTHOR = re.compile(
-    r"\b(who (wrote|is the author|authored|signed)|written by|author|auteur|autrice|auteure|qui (a|l'a) (écrit|signé|rédigé)|"
-    r"écrit par|signé par|r[ée]dig[ée] par|verfasser\w*|autor\w*|wer hat (das|den|diesen|dieses|die) \w+ geschrieben|"
-    r"wer (schreibt|schrieb)|geschrieben von)\b",
+    r"\b(who (wrote|authored|signed)|written by|who('s| is)( the)? (author|writer)|author'?s name|name of the (author|writer)|"
+    r"qui (a|l'a|l’a) (écrit|signé|rédigé)|écrit par|signé par|r[ée]dig[ée] par|qui est (l'|l’)?(auteur|autrice|auteure)|"
+    r"c.est qui,? (l'|l’)(auteur|autrice|auteure)|nom de (l'|l’)(auteur|autrice|auteure)|"
+    r"wer hat (das|den|diesen|dieses|die) \w+ geschrieben|wer (schreibt|schrieb)|geschrieben von|"
+    r"wer ist (der|die) (autor|autorin|verfasser\w*)|namen? (des|der) (autors|autorin|verfassers))\b|"
+    # a bare "author?" asks it too; "what did the author criticise?" or "French authors" do not
+    r"^\W*(the |l'|l’|le |la |der |die )?(author|auteur|autrice|auteure|autor|autorin|verfasser\w*)\W*$",
     re.I,
 )
+# "when was this article published?": the byline's date answers it, as its name answers "who wrote it?"
+_PUBLISHED = re.compile(
+    r"\b(published|publication|publié\w*|paru\w*|mis en ligne|de quand date|erschien\w*|veröffentlich\w*|"
+    r"erscheinungsdatum|von wann)\b",
+    re.I,
+)
+_THIS_ARTICLE = re.compile(
+    r"\b((this|the) (article|story|piece|post|text)|(cet|ce|le|l'|l’) ?(article|billet|texte|papier)|"
+    r"(der|dieser|den|diesen|des|dieses) (artikel|beitrag|text)\w*)\b",
+    re.I,
+)
+_COMMENT_WORD = re.compile(r"\b(comment\w*|kommentar\w*|reader|lecteur|leser)", re.I)
+
+
+def asks_byline(question: str) -> bool:
+    """A question the byline answers: who wrote the article, or when it was published (a book's
+    publication date, or a comment's, is no byline's: the question must name the article)."""
+    if ASKS_AUTHOR.search(question):
+        return True
+    return bool(_PUBLISHED.search(question) and _THIS_ARTICLE.search(question) and not _COMMENT_WORD.search(question))
+
+
 # "how much more did X raise than Y?": the answer is a sentence holding both sides, and the
 # figure alone would hide one of them
 COMPARISON = re.compile(
-    r"\b(how (much|many) (more|less|fewer)|more than|less than|fewer than|compared (to|with)|versus|vs\.?|difference|"
-    r"than\b|bigger|larger|smaller|higher|lower|"
-    r"combien de (plus|moins)|plus que|moins que|par rapport (à|a|aux?)|comparé|différence|écart|"
-    r"wie ?viel (mehr|weniger)|mehr als|weniger als|im vergleich|verglichen|unterschied|als\b.*\?)",
+    r"\b(how (much|many) (more|less|fewer)|more than|less than|fewer than|compar\w* (to|with)|comparison|versus|vs\.?|"
+    r"difference|than\b|bigger|larger|smaller|higher|lower|respectively|"
+    r"combien de (plus|moins)|(plus|moins)( \w+)? que|par rapport (à|a|aux?)|compar\w+|différence|écart|"
+    r"(supérieur|inférieur)e?s? (à|au|aux)|respectivement|"
+    r"wie ?viel (mehr|weniger)|mehr als|weniger als|im vergleich|verglichen|unterschied|verhält sich|im verhältnis|"
+    r"jeweils|als\b.*\?)",
     re.I,
 )
 HOW_MUCH_MORE = re.compile(
